@@ -1,0 +1,43 @@
+# Thin wrappers: each target creates the virtual environment in .venv/ (reused
+# when present and up to date with pyproject.toml), installs the pinned
+# dependencies, then runs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+
+# Offline copy of the 8 published filters, used when present (see README).
+SHARED_FILTERS := ../shared/reference/master_key_filters_8.txt
+PUBLISHED_FILTERS ?= $(if $(wildcard $(SHARED_FILTERS)),$(SHARED_FILTERS),)
+FILTERS_ARG := $(if $(PUBLISHED_FILTERS),--config published_filters=$(PUBLISHED_FILTERS),)
+
+.PHONY: venv demo test paper dry-run-paper lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: $(STAMP)  ## the embedded offline demo (config.yaml)
+	$(BIN)/snakemake --cores $(CORES) $(FILTERS_ARG)
+
+test: $(STAMP)  ## the whole test suite (offline)
+	$(BIN)/python -m pytest
+
+paper: $(STAMP)  ## full reproduction (config/paper.yaml; needs network or a filled hub cache)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/paper.yaml $(FILTERS_ARG)
+
+dry-run-paper: $(STAMP)
+	$(BIN)/snakemake -n --configfile config/paper.yaml $(FILTERS_ARG)
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+	$(BIN)/ruff check src tests scripts benchmarks
+
+clean:  ## remove results and logs (keeps downloaded weights in resources/)
+	rm -rf results logs .snakemake

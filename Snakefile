@@ -1,0 +1,20 @@
+# masterkey: what depthwise-separable CNNs learn in their depthwise filters.
+# Default config = the embedded offline demo; full reproduction:
+#   snakemake --configfile config/paper.yaml
+from snakemake.utils import min_version
+
+min_version("9.20")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/weights.smk"
+include: "workflow/rules/kernels.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,40 @@
+# Config validation, the model table and the targets of `rule all`.
+import re
+
+from snakemake.exceptions import WorkflowError
+
+from masterkey.config import model_specs, validate_config
+from masterkey.errors import UserError
+from masterkey.weights import check_timm_name
+
+try:
+    validate_config(config)
+    MODELS = {spec.name: spec for spec in model_specs(config)}
+    for _spec in MODELS.values():
+        if not _spec.is_demo:
+            check_timm_name(_spec)
+except UserError as err:
+    raise WorkflowError(f"config error: {err}") from None
+
+TIMM_MODELS = [name for name, spec in MODELS.items() if not spec.is_demo]
+PUBLISHED_FILTERS = "resources/published/master_key_filters_8.txt"
+
+
+def alternatives(names):
+    """Regex matching exactly one of ``names`` (matches nothing for an empty list)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+wildcard_constraints:
+    model=alternatives(MODELS),
+
+
+def local_weights(wildcards):
+    """The local checkpoint file of a timm model, when the config gives one."""
+    weights = MODELS[wildcards.model].weights
+    return [weights] if weights else []
+
+
+def all_targets():
+    """Everything `rule all` builds for the configured models."""
+    return expand("results/kernels/{model}.{ext}", model=MODELS, ext=("npz", "parquet"))
