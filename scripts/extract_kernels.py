@@ -10,7 +10,10 @@ def main(smk):
     arrays, index = extract_kernels(model, smk.wildcards.model)
     save_kernels(arrays, index, smk.output.kernels, smk.output.index)
     sizes = ", ".join(f"{key}: {len(array):,}" for key, array in arrays.items())
-    print(f"{smk.wildcards.model}: {len(index):,} depthwise kernels in {index['layer'].nunique()} layers ({sizes})")
+    print(
+        f"{smk.wildcards.model}: {len(index):,} depthwise kernels "
+        f"in {index['layer'].nunique()} layers ({sizes})"
+    )
 
 
 run_rule(main, snakemake)

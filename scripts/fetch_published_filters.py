@@ -7,7 +7,10 @@ from masterkey.workflow import run_rule
 
 def main(smk):
     path = fetch_text_resource(
-        smk.params.source, smk.output.filters, config_key="published_filters", validate=load_master_key_filters
+        smk.params.source,
+        smk.output.filters,
+        config_key="published_filters",
+        validate=load_master_key_filters,
     )
     print(f"{len(load_master_key_filters(path))} filters from {smk.params.source} -> {path}")
 

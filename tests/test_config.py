@@ -75,7 +75,11 @@ def test_repository_configs_are_valid(repo_root):
     assert [s.name for s in model_specs(demo)] == ["demo"]
     paper = load_config_file(repo_root / "config" / "paper.yaml")
     names = [s.name for s in model_specs(paper)]
-    for expected in ["convnext_atto.d2_in1k", "convnext_tiny.fb_in1k", "convnext_xxlarge.clip_laion2b_soup_ft_in1k"]:
+    for expected in [
+        "convnext_atto.d2_in1k",
+        "convnext_tiny.fb_in1k",
+        "convnext_xxlarge.clip_laion2b_soup_ft_in1k",
+    ]:
         if "clip" in expected:
             assert expected not in names  # LAION-trained, deliberately left out
         else:

@@ -21,14 +21,22 @@ from masterkey.kernels import (
 
 def convnext_counts(depths, dims):
     """ConvNeXt: one 7x7 depthwise conv of width dims[i] per block of stage i."""
-    return {"7x7": sum(d * w for d, w in zip(depths, dims))}, {i: d * w for i, (d, w) in enumerate(zip(depths, dims))}
+    return {"7x7": sum(d * w for d, w in zip(depths, dims, strict=True))}, {
+        i: d * w for i, (d, w) in enumerate(zip(depths, dims, strict=True))
+    }
 
 
 # Expected counts derived by hand from the architecture definitions (papers' tables):
 # EfficientNet-B0 (Tan & Le 2019, Table 1): expansion 6 except stage 1; depthwise width = in * expansion.
-EFFICIENTNET_B0 = {"3x3": 32 + (96 + 144) + (240 + 2 * 480) + 1152, "5x5": (144 + 240) + (480 + 2 * 672) + (672 + 3 * 1152)}
+EFFICIENTNET_B0 = {
+    "3x3": 32 + (96 + 144) + (240 + 2 * 480) + 1152,
+    "5x5": (144 + 240) + (480 + 2 * 672) + (672 + 3 * 1152),
+}
 # MobileNetV3-Large (Howard et al. 2019, Table 1): the "exp size" column is the depthwise width.
-MOBILENETV3_L = {"3x3": 16 + 64 + 72 + 240 + 200 + 184 + 184 + 480 + 672, "5x5": 72 + 120 + 120 + 672 + 960 + 960}
+MOBILENETV3_L = {
+    "3x3": 16 + 64 + 72 + 240 + 200 + 184 + 184 + 480 + 672,
+    "5x5": 72 + 120 + 120 + 672 + 960 + 960,
+}
 # InceptionNeXt-atto: dims (40, 80, 160, 320), depths (2, 2, 6, 2), a quarter of the channels go
 # through each of a 3x3 square, a 1x9 and a 9x1 band depthwise conv.
 INCEPTION_NEXT_ATTO = {key: 2 * 10 + 2 * 20 + 6 * 40 + 2 * 80 for key in ("3x3", "1x9", "9x1")}
@@ -66,7 +74,9 @@ def test_arrays_and_index_follow_layer_then_channel_order():
         assert rows["channel"].tolist() == list(range(layer.channels))
         weight = layer.module.weight.detach().numpy()[:, 0]
         np.testing.assert_array_equal(arrays[layer.kernel_key][rows["row"].to_numpy()], weight)
-        np.testing.assert_allclose(rows["l2_norm"], np.sqrt((weight.astype(np.float64) ** 2).sum((1, 2))), rtol=1e-6)
+        np.testing.assert_allclose(
+            rows["l2_norm"], np.sqrt((weight.astype(np.float64) ** 2).sum((1, 2))), rtol=1e-6
+        )
         np.testing.assert_allclose(rows["mean"], weight.astype(np.float64).mean((1, 2)), atol=1e-7)
     for key, array in arrays.items():  # every row of every array is indexed exactly once
         assert sorted(index.loc[index["kernel_size"] == key, "row"]) == list(range(len(array)))

@@ -34,14 +34,18 @@ def fill_hub_cache(cache, repo_id, state_dict, revision="0123456789abcdef0123456
     (repo / "refs" / "main").write_text(revision)
     snapshot = repo / "snapshots" / revision
     snapshot.mkdir(parents=True)
-    safetensors.torch.save_file({k: v.contiguous() for k, v in state_dict.items()}, str(snapshot / "model.safetensors"))
+    safetensors.torch.save_file(
+        {k: v.contiguous() for k, v in state_dict.items()}, str(snapshot / "model.safetensors")
+    )
 
 
 def test_fetch_from_hub_cache_offline(tmp_path, reference_model, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cache = tmp_path / "hub"
     fill_hub_cache(cache, f"timm/{NAME}", reference_model.state_dict())
-    meta = fetch_weights(ModelSpec(NAME), tmp_path / "w.safetensors", tmp_path / "w.json", hub_cache=str(cache))
+    meta = fetch_weights(
+        ModelSpec(NAME), tmp_path / "w.safetensors", tmp_path / "w.json", hub_cache=str(cache)
+    )
     assert meta["architecture"] == "convnext_atto" and meta["tag"] == "d2_in1k"
     assert meta["licence"] == "apache-2.0"
     assert meta["num_depthwise_kernels"] == 1840
@@ -79,7 +83,12 @@ def test_convnextv2_sidecar_carries_the_licence_note():
 def test_offline_without_cache_names_model_and_both_remedies(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError) as info:
-        fetch_weights(ModelSpec(NAME), tmp_path / "w.safetensors", tmp_path / "w.json", hub_cache=str(tmp_path / "empty"))
+        fetch_weights(
+            ModelSpec(NAME),
+            tmp_path / "w.safetensors",
+            tmp_path / "w.json",
+            hub_cache=str(tmp_path / "empty"),
+        )
     message = str(info.value)
     assert NAME in message and "hub cache" in message and "'weights'" in message
     assert not list(tmp_path.glob("w*")) and not list(tmp_path.glob(".w*"))
@@ -97,7 +106,9 @@ def test_unknown_timm_name_lists_close_matches():
 
 def test_missing_and_mismatched_local_files(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
-        fetch_weights(ModelSpec(NAME, weights=str(tmp_path / "nope.pth")), tmp_path / "w.st", tmp_path / "w.json")
+        fetch_weights(
+            ModelSpec(NAME, weights=str(tmp_path / "nope.pth")), tmp_path / "w.st", tmp_path / "w.json"
+        )
     other = tmp_path / "other.safetensors"
     safetensors.torch.save_file(timm.create_model("efficientnet_b0").state_dict(), str(other))
     with pytest.raises(UserError, match="cannot load the weights"):
@@ -106,7 +117,9 @@ def test_missing_and_mismatched_local_files(tmp_path):
 
 
 def test_corrupt_weights_fail_the_checksum(tmp_path, reference_model):
-    save_checkpoint(reference_model, model_metadata(reference_model, NAME, "test"), tmp_path / "w.st", tmp_path / "w.json")
+    save_checkpoint(
+        reference_model, model_metadata(reference_model, NAME, "test"), tmp_path / "w.st", tmp_path / "w.json"
+    )
     data = bytearray((tmp_path / "w.st").read_bytes())
     data[-100] ^= 0xFF
     (tmp_path / "w.st").write_bytes(bytes(data))

@@ -112,7 +112,8 @@ def build_demo_dataset(
         for part, region in (("training", train), ("validation", val)):
             if min(region.shape[:2]) < crop_size:
                 raise UserError(
-                    f"demo: the {part} region of image '{name}' is {region.shape[0]}x{region.shape[1]} pixels, "
+                    f"demo: the {part} region of image '{name}' is "
+                    f"{region.shape[0]}x{region.shape[1]} pixels, "
                     f"smaller than demo.crop_size={crop_size}; lower crop_size or change demo.val_fraction"
                 )
         train_regions.append(_normalise(train))

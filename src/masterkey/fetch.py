@@ -17,7 +17,10 @@ def is_url(source: str) -> bool:
 
 
 def fetch_text_resource(
-    source: str, destination, config_key: str, validate: Callable[[Path], object] | None = None,
+    source: str,
+    destination,
+    config_key: str,
+    validate: Callable[[Path], object] | None = None,
     timeout: float = 30.0,
 ) -> Path:
     """Copy ``source`` (URL or local path) to ``destination`` atomically.

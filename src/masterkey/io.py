@@ -29,7 +29,7 @@ def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
         temps.append(final.with_name(f".{final.name}.tmp-{os.getpid()}{''.join(final.suffixes)}"))
     try:
         yield temps
-        for temp, final in zip(temps, finals):
+        for temp, final in zip(temps, finals, strict=True):
             os.replace(temp, final)
     finally:
         for temp in temps:

@@ -63,10 +63,7 @@ def is_depthwise_conv(module: nn.Module, min_size: int = 3) -> bool:
     """True for a 2-D convolution with ``groups == in == out`` and a spatial size >= ``min_size``."""
     if not isinstance(module, nn.Conv2d):
         return False
-    return (
-        module.groups == module.in_channels == module.out_channels
-        and max(module.kernel_size) >= min_size
-    )
+    return module.groups == module.in_channels == module.out_channels and max(module.kernel_size) >= min_size
 
 
 def find_depthwise_convs(model: nn.Module) -> list[DepthwiseLayer]:
@@ -132,7 +129,9 @@ def extract_kernels(model: nn.Module, model_name: str) -> tuple[dict[str, np.nda
                 }
             )
         )
-    arrays = {key: np.ascontiguousarray(np.concatenate(parts), dtype=np.float32) for key, parts in chunks.items()}
+    arrays = {
+        key: np.ascontiguousarray(np.concatenate(parts), dtype=np.float32) for key, parts in chunks.items()
+    }
     index = pd.concat(rows, ignore_index=True)
     index = index.astype({"stage": "int32", "block": "int32", "channel": "int32", "row": "int64"})
     return arrays, index[INDEX_COLUMNS]

@@ -18,8 +18,7 @@ from .conventions import check_kernel_size
 from .errors import UserError
 
 PUBLISHED_FILTERS_URL = (
-    "https://raw.githubusercontent.com/tonylindeberg/masterfiltmodel/main/"
-    "model-fitting/8Filters.txt"
+    "https://raw.githubusercontent.com/tonylindeberg/masterfiltmodel/main/model-fitting/8Filters.txt"
 )
 _HEADER = re.compile(r"^\s*Filter\s+(\d+)\s*:\s*$", re.IGNORECASE)
 
@@ -46,13 +45,15 @@ def parse_master_key_filters(text: str, source: str = "<text>") -> np.ndarray:
         try:
             filters[-1].append([float(v) for v in line.split()])
         except ValueError:
-            raise UserError(f"{source}: line {lineno} is not a row of numbers: {line.strip()[:60]!r}") from None
+            raise UserError(
+                f"{source}: line {lineno} is not a row of numbers: {line.strip()[:60]!r}"
+            ) from None
     if not filters:
         raise UserError(f"{source}: no 'Filter i:' blocks found; is this the 8Filters.txt file?")
     if numbers != list(range(1, len(numbers) + 1)):
         raise UserError(f"{source}: filters are numbered {numbers}, expected 1..{len(numbers)} in order")
     k = len(filters[0])
-    for number, rows in zip(numbers, filters):
+    for number, rows in zip(numbers, filters, strict=True):
         if len(rows) != k or any(len(r) != k for r in rows):
             raise UserError(f"{source}: filter {number} is not {k}x{k}")
     try:

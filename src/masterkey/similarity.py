@@ -9,7 +9,7 @@ NEAR_ZERO = 1e-4
 
 
 def center_norm(kernels: np.ndarray) -> np.ndarray:
-    """"Center norm": subtract each kernel's mean, divide by its l2 norm.
+    """ "Center norm": subtract each kernel's mean, divide by its l2 norm.
 
     ``kernels`` has shape ``(N, k, k)``; returns float64 of the same shape.
     A kernel whose centred norm is zero (a constant kernel) becomes NaN.

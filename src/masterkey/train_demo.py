@@ -91,7 +91,9 @@ def train_demo_model(demo: dict, seed: int, references: np.ndarray, threads: int
     structure_before = depthwise_structure(model, references)
     accuracy_before = evaluate(model, dataset.val_images, dataset.val_labels)["val_accuracy"]
 
-    optimiser = torch.optim.AdamW(model.parameters(), lr=demo["learning_rate"], weight_decay=demo["weight_decay"])
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=demo["learning_rate"], weight_decay=demo["weight_decay"]
+    )
     criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
     generator = torch.Generator().manual_seed(seed + 1)
     steps, records = demo["steps"], []

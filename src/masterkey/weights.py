@@ -177,8 +177,9 @@ def model_metadata(model: nn.Module, name: str, source: str, model_kwargs: dict 
         "licence": licence,
         "num_parameters": int(sum(p.numel() for p in model.parameters())),
         "num_depthwise_kernels": count_depthwise_kernels(model),
-        "pretrained_cfg": {k: list(cfg[k]) if isinstance(cfg[k], tuple) else cfg[k]
-                           for k in _PRETRAINED_CFG_KEYS if k in cfg},
+        "pretrained_cfg": {
+            k: list(cfg[k]) if isinstance(cfg[k], tuple) else cfg[k] for k in _PRETRAINED_CFG_KEYS if k in cfg
+        },
         "source": source,
         "timm_version": timm.__version__,
         "torch_version": torch.__version__,
@@ -226,7 +227,9 @@ def read_metadata(meta_path) -> dict:
     except FileNotFoundError:
         raise UserError(f"weights sidecar {meta_path} does not exist; rerun fetch_weights") from None
     except json.JSONDecodeError as err:
-        raise UserError(f"weights sidecar {meta_path} is not valid JSON ({err}); delete it and rerun") from None
+        raise UserError(
+            f"weights sidecar {meta_path} is not valid JSON ({err}); delete it and rerun"
+        ) from None
 
 
 def load_checkpoint(weights_path, meta_path) -> tuple[nn.Module, dict]:
