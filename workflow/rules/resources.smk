@@ -1,0 +1,1 @@
+# Resource helpers for cluster execution (threads, memory, runtime, GPUs).
