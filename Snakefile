@@ -13,6 +13,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/resources.smk"
 include: "workflow/rules/weights.smk"
 include: "workflow/rules/kernels.smk"
+include: "workflow/rules/scalespace.smk"
 
 
 rule all:

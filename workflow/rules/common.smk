@@ -18,6 +18,7 @@ except UserError as err:
 
 TIMM_MODELS = [name for name, spec in MODELS.items() if not spec.is_demo]
 PUBLISHED_FILTERS = "resources/published/master_key_filters_8.txt"
+FIT_METHODS = ["A", "B", "C1", "C2", "D1", "D2"]
 
 
 def alternatives(names):
@@ -35,6 +36,22 @@ def local_weights(wildcards):
     return [weights] if weights else []
 
 
+def scalespace_targets():
+    """Scale-space tables and figures: the published 8 and every model."""
+    published = expand("results/published/{table}.{ext}", table=("spread", "fits"), ext=("csv", "md", "tex"))
+    published += expand("results/figures/published_{name}.{ext}", name=("models", "spread"), ext=("png", "pdf"))
+    per_model = expand("results/{stage}/{model}.parquet", stage=("fits", "spread"), model=MODELS)
+    per_model += expand(
+        "results/figures/{name}_{model}.{ext}",
+        name=("fitted_scales", "residuals", "explained_share"),
+        model=MODELS,
+        ext=("png", "pdf"),
+    )
+    per_model += expand("results/tables/explained_share_{model}.{ext}", model=MODELS, ext=("csv", "md"))
+    return published + per_model
+
+
 def all_targets():
     """Everything `rule all` builds for the configured models."""
-    return expand("results/kernels/{model}.{ext}", model=MODELS, ext=("npz", "parquet"))
+    kernels = expand("results/kernels/{model}.{ext}", model=MODELS, ext=("npz", "parquet"))
+    return kernels + scalespace_targets()

@@ -34,6 +34,7 @@ RC_PARAMS = {
     "xtick.labelsize": 7,
     "ytick.labelsize": 7,
     "legend.fontsize": 7,
+    "legend.title_fontsize": 7,
     "figure.dpi": 150,
     "savefig.dpi": 200,
     "savefig.bbox": "tight",
