@@ -14,6 +14,7 @@ include: "workflow/rules/resources.smk"
 include: "workflow/rules/weights.smk"
 include: "workflow/rules/kernels.smk"
 include: "workflow/rules/scalespace.smk"
+include: "workflow/rules/clustering.smk"
 
 
 rule all:

@@ -54,4 +54,48 @@ def scalespace_targets():
 def all_targets():
     """Everything `rule all` builds for the configured models."""
     kernels = expand("results/kernels/{model}.{ext}", model=MODELS, ext=("npz", "parquet"))
-    return kernels + scalespace_targets()
+    return kernels + scalespace_targets() + clustering_targets()
+
+
+# Clustering stage ([A], [Q]): validated settings, inputs and targets.
+from snakemake.exceptions import WorkflowError
+
+from masterkey.clustering import ClusteringSettings
+from masterkey.errors import UserError
+
+try:
+    CLUSTERING = ClusteringSettings.from_config(config.get("clustering", {}))
+except UserError as err:
+    raise WorkflowError(f"config error: {err}") from None
+
+CLUSTERING_INPUT = {
+    "kernels": expand("results/kernels/{model}.npz", model=MODELS),
+    "indices": expand("results/kernels/{model}.parquet", model=MODELS),
+}
+CLUSTERING_PARAMS = {
+    "models": list(MODELS),
+    "settings": CLUSTERING.as_dict(),
+    "seed": config["seed"],
+}
+
+
+def clustering_targets():
+    """Final outputs of the clustering stage for `rule all`."""
+    keys = CLUSTERING.num_master_keys
+    figures = [
+        "cluster_prototypes",
+        "latent_histograms",
+        f"master_keys_{keys}",
+        f"master_key_error_curve_{keys}",
+        *(f"cluster_membership_{model}" for model in MODELS),
+    ]
+    return [
+        "results/tables/classification.csv",
+        "results/tables/classification.md",
+        f"results/clustering/master_keys_{keys}.npy",
+        f"results/tables/master_keys_{keys}_vs_published.csv",
+        f"results/tables/master_keys_{keys}_vs_published.md",
+        *expand("results/figures/{name}.{ext}", name=figures, ext=("pdf", "png")),
+    ]
+
+

@@ -1,1 +1,163 @@
 # Resource helpers for cluster execution (threads, memory, runtime, GPUs).
+#
+# Every job takes its `threads:` and `resources:` from these helpers, so that
+# a job asks the scheduler for what its inputs need instead of one size for
+# all. The numbers only matter on a cluster (profiles/slurm); local runs are
+# bounded by --cores as usual. Memory and runtime grow with the retry attempt
+# (the slurm profile retries once), so a job killed for memory or time gets
+# more on its second try.
+#
+# CPU rules:
+#     threads: scaled_threads(per_gb=2, maximum=8)
+#     resources:
+#         mem_mb=scaled_mem_mb(base=2000, per_input_mb=3),
+#         runtime=scaled_runtime(base=10, per_gb=10),
+# (estimate=model_checkpoint_mb stands in for a checkpoint input that is not on
+# disk yet, so that dry runs show real numbers.)
+#
+# GPU rules (training, evaluation): the rule name must also be listed under
+# `set-resources` in profiles/slurm/config.yaml (GPU partition, GPU model);
+# tests/test_slurm.py checks that both agree.
+#     threads: GPU_THREADS
+#     resources:
+#         **gpu_resources(mem_mb=32000, runtime=240),
+import math
+import os
+import re
+
+from snakemake.exceptions import WorkflowError as _WorkflowError
+
+# Rules that need a GPU. profiles/slurm/config.yaml requests one for each.
+GPU_RULES = ("train_autoencoder", "replace_and_evaluate", "finetune_frozen")
+# CPU cores of a GPU job (data loading workers); the slurm profile may override
+# it per rule with `set-threads`.
+GPU_THREADS = 8
+# Largest threads request of a CPU rule when --cores does not say otherwise.
+MAX_CPU_THREADS = 8
+
+# Parameters (millions) of each timm ConvNeXt / ConvNeXt V2 size, for rules whose
+# input is a checkpoint that is not on disk yet (fetch_weights downloads it).
+_PARAMS_M = {
+    "zepto": 2.2,
+    "atto": 3.7,
+    "femto": 5.2,
+    "pico": 9.1,
+    "nano": 15.6,
+    "tiny": 28.6,
+    "small": 50.2,
+    "base": 88.6,
+    "large": 197.8,
+    "xlarge": 350.2,
+    "huge": 660.3,
+    "xxlarge": 846.5,
+}
+
+
+def _round_up(value, step):
+    return int(math.ceil(value / step) * step)
+
+
+def available_cores():
+    """--cores of this run, or MAX_CPU_THREADS where none is set (cluster submission)."""
+    try:
+        cores = workflow.cores
+    except _WorkflowError:
+        cores = None
+    return cores if isinstance(cores, int) and cores > 0 else MAX_CPU_THREADS
+
+
+def input_mb(wildcards, input, estimate=None):
+    """Total size in MB of a job's input files.
+
+    Where the input is empty or not on disk yet (a dry run, a download),
+    `estimate(wildcards)` stands in for it when given. Snakemake evaluates
+    resources again when a job is about to run, so the real size wins then.
+    """
+    files = list(input)
+    present = [f for f in files if os.path.exists(f)]
+    total = sum(os.path.getsize(f) for f in present) / 2**20
+    if estimate is not None and (not files or len(present) < len(files)):
+        return max(total, float(estimate(wildcards)))
+    return total
+
+
+def checkpoint_mb(model):
+    """Estimated float32 checkpoint size of a model in MB (its file size when given locally)."""
+    spec = MODELS.get(model)
+    if spec is not None and spec.weights and os.path.exists(spec.weights):
+        return os.path.getsize(spec.weights) / 2**20
+    tokens = re.split(r"[._]", model.split(".")[0])
+    params = max((_PARAMS_M[t] for t in tokens if t in _PARAMS_M), default=_PARAMS_M["base"])
+    # ImageNet-22k heads add up to a third on top of the backbone.
+    if "22k" in model or "12k" in model:
+        params *= 1.3
+    return params * 4 * 1e6 / 2**20
+
+
+def scaled_threads(per_gb=2, minimum=1, maximum=MAX_CPU_THREADS, estimate=None):
+    """Threads = minimum + per_gb per GB of input, at most `maximum` and at most --cores."""
+
+    def threads(wildcards, input):
+        wanted = minimum + int(per_gb * input_mb(wildcards, input, estimate) / 1024)
+        return max(1, min(wanted, maximum, available_cores()))
+
+    return threads
+
+
+def scaled_mem_mb(base=2000, per_input_mb=3.0, maximum=256_000, estimate=None):
+    """Memory in MB: base + per_input_mb per MB of input, times the attempt, rounded up to 500."""
+
+    def mem_mb(wildcards, input, attempt):
+        size = input_mb(wildcards, input, estimate)
+        return min(_round_up((base + per_input_mb * size) * attempt, 500), maximum)
+
+    return mem_mb
+
+
+def scaled_runtime(base=10, per_gb=10.0, maximum=7 * 24 * 60, estimate=None):
+    """Wall time in minutes: base + per_gb per GB of input, times the attempt, rounded up to 5."""
+
+    def runtime(wildcards, input, attempt):
+        size = input_mb(wildcards, input, estimate)
+        return min(_round_up((base + per_gb * size / 1024) * attempt, 5), maximum)
+
+    return runtime
+
+
+def model_checkpoint_mb(wildcards):
+    return checkpoint_mb(wildcards.model)
+
+
+def demo_threads(wildcards):
+    """Threads of the demo training: all of --cores locally, MAX_CPU_THREADS on a cluster."""
+    return max(1, min(available_cores(), MAX_CPU_THREADS))
+
+
+def _demo_work(wildcards):
+    """Training work of the demo in units of 1000 crops of 64x64 pixels."""
+    demo = config["demo"]
+    return demo["steps"] * demo["batch_size"] * (demo["crop_size"] / 64) ** 2 / 1000
+
+
+def demo_mem_mb(wildcards, attempt):
+    demo = config["demo"]
+    batch_mb = demo["batch_size"] * (demo["crop_size"] / 64) ** 2 * 20
+    return _round_up((3000 + batch_mb) * attempt, 500)
+
+
+def demo_runtime(wildcards, attempt):
+    """About 0.15 CPU-minutes per 1000 crops on one core (measured), with a 2x margin."""
+    return _round_up((10 + 0.3 * _demo_work(wildcards)) * attempt, 5)
+
+
+def gpu_resources(mem_mb=16000, runtime=120, per_input_mb=0.0, per_gb_minutes=0.0, estimate=None):
+    """Resources of a job that needs one GPU: `gpu=1` plus memory and runtime.
+
+    Memory and runtime scale with the input like the CPU helpers; the GPU
+    partition and model come from the profile (set-resources keyed by rule name).
+    """
+    return {
+        "gpu": 1,
+        "mem_mb": scaled_mem_mb(base=mem_mb, per_input_mb=per_input_mb, estimate=estimate),
+        "runtime": scaled_runtime(base=runtime, per_gb=per_gb_minutes, estimate=estimate),
+    }

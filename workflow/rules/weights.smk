@@ -29,8 +29,8 @@ rule fetch_weights:
         local_weights=lambda wildcards: MODELS[wildcards.model].weights,
         hub_cache=config["hub_cache"],
     resources:
-        mem_mb=8000,
-        runtime=30,
+        mem_mb=scaled_mem_mb(base=2000, per_input_mb=4, estimate=model_checkpoint_mb),
+        runtime=scaled_runtime(base=15, per_gb=15, estimate=model_checkpoint_mb),
     conda:
         "../envs/masterkey.yaml"
     script:
@@ -49,10 +49,10 @@ rule train_demo_model:
     params:
         demo=config["demo"],
         seed=config["seed"],
-    threads: workflow.cores
+    threads: demo_threads
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=demo_mem_mb,
+        runtime=demo_runtime,
     conda:
         "../envs/masterkey.yaml"
     script:

@@ -1,0 +1,37 @@
+"""Rule select_master_keys: decoded candidates -> greedy selection of K master keys, error curve, table."""
+
+import numpy as np
+import torch
+
+from masterkey.autoencoder import load_autoencoder
+from masterkey.clustering import ClusteringSettings, pool_kernels, write_table
+from masterkey.io import atomic_paths
+from masterkey.master_keys import compare_with_published, decode_candidates, select_master_keys
+from masterkey.published import load_master_key_filters
+from masterkey.workflow import run_rule
+
+
+def main(smk):
+    torch.set_num_threads(max(1, smk.threads))
+    settings = ClusteringSettings.from_config(smk.params.settings)
+    num_keys = int(smk.wildcards.num_keys)
+    sources = dict(
+        zip(smk.params.models, zip(smk.input.kernels, smk.input.indices, strict=True), strict=True)
+    )
+    pool = pool_kernels(sources, settings.kernel_size, None, smk.params.seed, settings.flip_sign)
+    model, _ = load_autoencoder(smk.input.model)
+    latents, candidates = decode_candidates(model, settings.num_candidates)
+    result = select_master_keys(pool.kernels, candidates, num_keys, latents)
+    published = load_master_key_filters(smk.input.published)
+    comparison = compare_with_published(result.keys, published)
+    comparison.insert(1, "latent_0", result.latents[:, 0])
+    with atomic_paths(smk.output.master_keys) as (temp,):
+        with open(temp, "wb") as handle:
+            np.save(handle, result.keys.astype(np.float32))
+    write_table(result.selection.curve, smk.output.curve)
+    write_table(comparison, smk.output.table_csv, smk.output.table_md)
+    print(result.selection.curve.to_string(index=False))
+    print(comparison.to_string(index=False))
+
+
+run_rule(main, snakemake)
