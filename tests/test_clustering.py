@@ -282,11 +282,11 @@ def test_label_prototypes_uses_idealized_types():
     assert label_prototypes(templates()) == TYPES
 
 
-def test_schema_snippet_matches_settings(repo_root):
+def test_schema_matches_settings(repo_root):
     import yaml
 
-    snippet = yaml.safe_load((repo_root / "workflow/schemas/clustering.schema.snippet.yaml").read_text())
-    properties = snippet["clustering"]["properties"]
+    schema = yaml.safe_load((repo_root / "workflow/schemas/config.schema.yaml").read_text())
+    properties = schema["properties"]["clustering"]["properties"]
     defaults = {key: spec["default"] for key, spec in properties.items()}
     assert defaults == ClusteringSettings().as_dict()
     assert all(spec.get("description") for spec in properties.values())
