@@ -10,6 +10,18 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_FILTERS = REPO_ROOT.parent / "shared" / "reference" / "master_key_filters_8.txt"
 
+# The demo on a tiny budget (seconds), shared by the demo, workflow and Slurm tests.
+TINY_DEMO = {
+    "images": ["camera", "coins", "coffee"],
+    "crop_size": 32,
+    "val_crops_per_class": 4,
+    "max_image_side": 128,
+    "steps": 3,
+    "batch_size": 8,
+    "warmup_steps": 1,
+    "eval_every": 2,
+}
+
 # Tests never touch the network: the hub works from its cache only.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")

@@ -4,26 +4,16 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_DEMO
 from masterkey.config import validate_config
 from masterkey.conventions import centre_share
 from masterkey.demo_data import build_demo_dataset, load_bundled_image, split_train_val
 from masterkey.errors import UserError
 from masterkey.train_demo import depthwise_structure, learning_rate, train_demo_model
 
-TINY = {
-    "images": ["camera", "coins", "coffee"],
-    "crop_size": 32,
-    "val_crops_per_class": 4,
-    "max_image_side": 128,
-    "steps": 3,
-    "batch_size": 8,
-    "warmup_steps": 1,
-    "eval_every": 2,
-}
-
 
 def tiny_demo():
-    return validate_config({"models": ["demo"], "demo": dict(TINY)})["demo"]
+    return validate_config({"models": ["demo"], "demo": dict(TINY_DEMO)})["demo"]
 
 
 def test_train_and_validation_regions_are_disjoint_and_complete():

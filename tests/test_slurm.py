@@ -28,6 +28,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import TINY_DEMO
 from slurm_cluster import SlurmCluster, SlurmError, ensure_slurm_installed
 
 pytestmark = pytest.mark.slow
@@ -37,16 +38,6 @@ PROFILE = REPO / "profiles" / "slurm"
 TEST_PROFILE = REPO / "profiles" / "slurm-test"
 RESOURCES_SMK = REPO / "workflow" / "rules" / "resources.smk"
 
-TINY_DEMO = {
-    "images": ["camera", "coins", "coffee"],
-    "crop_size": 32,
-    "val_crops_per_class": 4,
-    "max_image_side": 128,
-    "steps": 3,
-    "batch_size": 8,
-    "warmup_steps": 1,
-    "eval_every": 2,
-}
 
 
 def gpu_rules() -> tuple[str, ...]:

@@ -9,20 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import TINY_DEMO
 from masterkey.weights import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
-TINY_DEMO = {
-    "images": ["camera", "coins", "coffee"],
-    "crop_size": 32,
-    "val_crops_per_class": 4,
-    "max_image_side": 128,
-    "steps": 3,
-    "batch_size": 8,
-    "warmup_steps": 1,
-    "eval_every": 2,
-}
 
 
 def snakemake(repo_root, workdir, *args, check=True):
