@@ -9,12 +9,16 @@ min_version("9.20")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/resources.smk"
 include: "workflow/rules/weights.smk"
 include: "workflow/rules/kernels.smk"
 include: "workflow/rules/scalespace.smk"
 include: "workflow/rules/clustering.smk"
+include: "workflow/rules/replacement.smk"
 
 
 rule all:

@@ -132,3 +132,47 @@ def train_demo_model(demo: dict, seed: int, references: np.ndarray, threads: int
     }
     model.eval()
     return model, dataset, log, summary
+
+
+def finetune_frozen_depthwise(
+    model: nn.Module,
+    dataset: DemoDataset,
+    steps: int,
+    base_lr: float,
+    batch_size: int,
+    seed: int,
+    weight_decay: float = 0.05,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Retrain ``model`` on the demo's training regions with every depthwise kernel frozen.
+
+    Only the depthwise convolution *weights* are frozen (``requires_grad = False``, so AdamW's
+    weight decay does not touch them either); their biases, the pointwise layers, norms and the
+    head train as in :func:`train_demo_model` (AdamW, warm-up over the first 10 % of ``steps``,
+    cosine decay, label smoothing 0.1).  Returns the per-step log; the model is left in eval mode.
+    """
+    torch.manual_seed(seed)
+    torch.set_num_threads(max(1, int(threads)))
+    frozen = {id(layer.module.weight) for layer in find_depthwise_convs(model)}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) not in frozen)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=base_lr, weight_decay=weight_decay)
+    criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+    generator = torch.Generator().manual_seed(seed + 2)
+    warmup, records = max(1, steps // 10), []
+    for step in tqdm(range(steps), desc="finetune", unit="step", mininterval=5):
+        lr = learning_rate(step, base_lr, warmup, steps)
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        model.train()
+        images, labels = dataset.sample_batch(batch_size, generator)
+        loss = criterion(model(images), labels)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        records.append({"step": step + 1, "lr": lr, "train_loss": loss.item()})
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    model.eval()
+    return pd.DataFrame.from_records(records)
