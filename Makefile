@@ -13,7 +13,17 @@ SHARED_FILTERS := ../shared/reference/master_key_filters_8.txt
 PUBLISHED_FILTERS ?= $(if $(wildcard $(SHARED_FILTERS)),$(SHARED_FILTERS),)
 FILTERS_ARG := $(if $(PUBLISHED_FILTERS),--config published_filters=$(PUBLISHED_FILTERS),)
 
-.PHONY: venv demo test paper dry-run-paper lint clean
+# `make report CONFIGFILE=config/paper.yaml`: the report of another config (default: the demo).
+CONFIGFILE ?=
+CONFIG_ARG := $(if $(CONFIGFILE),--configfile $(CONFIGFILE),)
+REPORT ?= results/report.html
+
+# The demo's key figures shown in the README (docs/<name>.png, made by `make docs`).
+DOCS_FIGURES := published_models explained_share_demo cluster_prototypes master_keys_8 \
+	cluster_membership_demo replacement_accuracy
+DOCS_SOURCES := $(DOCS_FIGURES:%=results/figures/%.png)
+
+.PHONY: venv demo test paper dry-run-paper report docs lint clean
 
 venv: $(STAMP)
 
@@ -31,6 +41,14 @@ test: $(STAMP)  ## the whole test suite (offline)
 
 paper: $(STAMP)  ## full reproduction (config/paper.yaml; needs network or a filled hub cache)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/paper.yaml $(FILTERS_ARG)
+
+report: $(STAMP)  ## run the workflow where needed, then the HTML report $(REPORT) (CONFIGFILE=... for another config)
+	$(BIN)/snakemake --cores $(CORES) $(CONFIG_ARG) $(FILTERS_ARG)
+	$(BIN)/snakemake $(CONFIG_ARG) $(FILTERS_ARG) --report $(REPORT)
+
+docs: $(STAMP)  ## small copies of the demo's key figures for the README (docs/*.png)
+	$(BIN)/snakemake --cores $(CORES) $(DOCS_SOURCES) $(FILTERS_ARG)
+	$(BIN)/python scripts/docs_figures.py --out docs $(DOCS_SOURCES)
 
 dry-run-paper: $(STAMP)
 	$(BIN)/snakemake -n --configfile config/paper.yaml $(FILTERS_ARG)

@@ -11,9 +11,9 @@ from masterkey.clustering import (
     cluster_pool,
     latents_for_pool,
     pool_kernels,
-    write_table,
 )
 from masterkey.io import atomic_paths
+from masterkey.tables import write_table
 from masterkey.workflow import run_rule
 
 
@@ -42,7 +42,15 @@ def main(smk):
     write_table(result.clusters, smk.output.clusters)
     write_table(result.raw_clusters, smk.output.raw_clusters)
     table = classification_table(result.assignments)
-    write_table(table, smk.output.table_csv, smk.output.table_md)
+    write_table(
+        table,
+        smk.output.table_csv,
+        smk.output.table_md,
+        smk.output.table_tex,
+        caption=f"Share of depthwise kernels classified (cosine to their cluster prototype >= "
+        f"{settings.threshold}) per model, stage and layer",
+        label="tab:classification",
+    )
     print(result.clusters.to_string(index=False))
     print(table[table["level"] == "model"].to_string(index=False))
 

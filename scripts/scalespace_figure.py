@@ -6,16 +6,18 @@ from masterkey.model_fits import explained_share
 from masterkey.plotting import scalespace_figures as figures
 from masterkey.plotting.style import save_figure
 from masterkey.published import load_master_key_filters
-from masterkey.published_tables import write_table
+from masterkey.tables import write_table
 from masterkey.workflow import run_rule
 
 
 def main(smk):
     name = smk.params.figure
     if name == "published_models":
-        fig = figures.plot_published_models(load_master_key_filters(smk.input.filters), pd.read_csv(smk.input.fits))
+        filters = load_master_key_filters(smk.input.filters)
+        fig = figures.plot_published_models(filters, pd.read_csv(smk.input.fits))
     elif name == "published_spread":
-        fig = figures.plot_published_spread(load_master_key_filters(smk.input.filters), pd.read_csv(smk.input.spread))
+        filters = load_master_key_filters(smk.input.filters)
+        fig = figures.plot_published_spread(filters, pd.read_csv(smk.input.spread))
     else:
         fits, model = pd.read_parquet(smk.input.fits), smk.wildcards.model
         if name == "fitted_scales":
@@ -24,8 +26,12 @@ def main(smk):
             fig = figures.plot_residuals(fits, model)
         elif name == "explained_share":
             share = explained_share(fits)
-            for path in smk.output.tables:
-                write_table(share, path, caption=f"{model}: share of kernels explained by their idealized model")
+            write_table(
+                share,
+                *smk.output.tables,
+                caption=f"{model}: share of kernels explained by their idealized model",
+                label=f"tab:explained-share-{model}",
+            )
             fig = figures.plot_explained_share(share, model)
         else:
             raise ValueError(f"unknown figure {name!r}")

@@ -4,10 +4,11 @@ import numpy as np
 import torch
 
 from masterkey.autoencoder import load_autoencoder
-from masterkey.clustering import ClusteringSettings, pool_kernels, write_table
+from masterkey.clustering import ClusteringSettings, pool_kernels
 from masterkey.io import atomic_paths
 from masterkey.master_keys import compare_with_published, decode_candidates, select_master_keys
 from masterkey.published import load_master_key_filters
+from masterkey.tables import write_table
 from masterkey.workflow import run_rule
 
 
@@ -29,7 +30,14 @@ def main(smk):
         with open(temp, "wb") as handle:
             np.save(handle, result.keys.astype(np.float32))
     write_table(result.selection.curve, smk.output.curve)
-    write_table(comparison, smk.output.table_csv, smk.output.table_md)
+    write_table(
+        comparison,
+        smk.output.table_csv,
+        smk.output.table_md,
+        smk.output.table_tex,
+        caption=f"The {num_keys} selected master key filters and their closest published filter (|cosine|)",
+        label=f"tab:master-keys-{num_keys}",
+    )
     print(result.selection.curve.to_string(index=False))
     print(comparison.to_string(index=False))
 

@@ -3,8 +3,9 @@
 import torch
 
 from masterkey.autoencoder import encode, save_autoencoder, train_autoencoder
-from masterkey.clustering import ClusteringSettings, pool_kernels, write_table
+from masterkey.clustering import ClusteringSettings, pool_kernels
 from masterkey.io import atomic_paths
+from masterkey.tables import write_table
 from masterkey.workflow import run_rule
 
 

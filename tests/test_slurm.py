@@ -71,7 +71,7 @@ def test_profile_requests_a_gpu_for_every_gpu_rule():
     defaults = config["default-resources"]
     assert {"slurm_partition", "slurm_account", "mem_mb", "runtime"} <= set(defaults)
     gpu = {name for name, res in config["set-resources"].items() if res.get("gpu") == 1}
-    assert gpu == set(gpu_rules()) and len(gpu) == 3
+    assert gpu == set(gpu_rules()) and len(gpu) == 4
     assert set(config["set-threads"]) == gpu
     partitions = {config["set-resources"][name]["slurm_partition"] for name in gpu}
     assert len(partitions) == 1 and partitions != {defaults["slurm_partition"]}

@@ -40,9 +40,8 @@ def write_config(path, **overrides):
     return path
 
 
-def test_demo_dag_end_to_end(tmp_path, repo_root, published_filters_path):
-    config = write_config(tmp_path / "config.yaml", published_filters=str(published_filters_path))
-    snakemake(repo_root, tmp_path, "--configfile", str(config), "--cores", "2")
+def test_demo_dag_end_to_end(tiny_demo_run, repo_root):
+    tmp_path, config = tiny_demo_run, tiny_demo_run / "config.yaml"
     arrays = np.load(tmp_path / "results/kernels/demo.npz")
     index = pd.read_parquet(tmp_path / "results/kernels/demo.parquet")
     assert arrays["7x7"].shape == (1840, 7, 7) and len(index) == 1840
@@ -57,6 +56,13 @@ def test_demo_dag_end_to_end(tmp_path, repo_root, published_filters_path):
     log = pd.read_csv(tmp_path / "resources/weights/demo.training.csv")
     assert list(log["step"]) == [1, 2, 3]
     assert "validation accuracy" in (tmp_path / "logs/train_demo_model.log").read_text()
+    # replacement: the learned baseline reproduces the training run's validation accuracy
+    table = pd.read_csv(tmp_path / "results/tables/replacement.csv")
+    assert table["variant"].iloc[0] == "learned" and len(table) == 11
+    assert table["top1"].iloc[0] == pytest.approx(meta["training"]["val_accuracy"])
+    assert (table["top1_drop"] == table["top1"].iloc[0] - table["top1"]).all()
+    stages = pd.read_csv(tmp_path / "results/tables/replacement_stages.csv")
+    assert list(stages["stage"]) == [0, 1, 2, 3]
     again = snakemake(repo_root, tmp_path, "--configfile", str(config), "--cores", "2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -108,6 +114,31 @@ def test_paper_dag_resolves_offline(tmp_path, repo_root):
     assert counts["fetch_weights"] == len(models) == counts["extract_kernels"]
     for model in models:
         assert f"resources/weights/{model}.safetensors" in result.stdout
+
+
+def _job_counts(output):
+    counts = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_imagenet_evaluation_is_left_out_without_imagenet_val(tmp_path, repo_root):
+    config = write_config(tmp_path / "config.yaml", models=["demo", "convnext_atto.d2_in1k"])
+    result = snakemake(repo_root, tmp_path, "--configfile", str(config), "-n")
+    assert "imagenet_val is not set" in result.stderr
+    assert "results/replacement/convnext_atto.d2_in1k/" not in result.stdout
+    assert "results/replacement/demo/learned.json" in result.stdout
+    models = ["demo", "convnext_atto.d2_in1k", "convnext_tiny.fb_in1k", "convnext_nano.d1h_in1k"]
+    config = write_config(tmp_path / "config.yaml", models=models, imagenet_val=str(tmp_path / "val"))
+    result = snakemake(repo_root, tmp_path, "--configfile", str(config), "-n")
+    counts = _job_counts(result.stdout)
+    assert counts["replace_and_evaluate"] == 4 * 11 and counts["replace_stages"] == 4
+    # atto.d2 and tiny.fb share 224 px / crop 0.875 / bicubic; nano.d1h crops 0.95: two caches
+    assert counts["prepare_eval_cache"] == 2
+    assert "imagenet_val is not set" not in result.stderr
 
 
 def test_lint_is_clean(tmp_path, repo_root):

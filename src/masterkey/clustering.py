@@ -48,7 +48,6 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .io import atomic_paths
 from .kernels import load_kernels
 from .similarity import NEAR_ZERO, center_norm
 
@@ -68,7 +67,6 @@ __all__ = [
     "ClusteringResult",
     "cluster_pool",
     "classification_table",
-    "write_table",
 ]
 
 POOL_COLUMNS = ["model", "layer", "stage", "block", "channel", "row", "fit"]
@@ -636,19 +634,3 @@ def classification_table(assignments: pd.DataFrame, threshold: float | None = No
     table = pd.DataFrame(rows, columns=CLASSIFICATION_COLUMNS)
     table["stage"] = table["stage"].astype("Int64")
     return table
-
-
-def write_table(table: pd.DataFrame, *paths: str | Path, digits: int = 3) -> None:
-    """Write ``table`` atomically as CSV (full precision) and/or Markdown, chosen by suffix."""
-    from .published_tables import to_markdown
-
-    with atomic_paths(*paths) as temps:
-        for temp, final in zip(temps, paths, strict=True):
-            suffix = Path(final).suffix.lower()
-            if suffix == ".csv":
-                table.to_csv(temp, index=False, na_rep="")
-            elif suffix in (".md", ".markdown"):
-                cells = table.astype(object).where(table.notna(), None)
-                temp.write_text(to_markdown(cells, digits))
-            else:
-                raise ValueError(f"unsupported table format {suffix!r}; use .csv or .md")

@@ -6,7 +6,7 @@
 * :func:`published_fits_table` -> ``fits.csv`` with exactly the columns :data:`FITS_COLUMNS`
   (``filter`` 1..8 in file order, ``model`` the type name, ``method`` one of ``A, B, C1, C2, D1,
   D2`` and the pooled ``A-joint, B-joint, C-joint, D-joint``; ``alpha`` empty except ``id-lap``).
-* :func:`write_table` writes a DataFrame as CSV, Markdown or LaTeX (booktabs) by file suffix.
+* Writing them as CSV, Markdown or LaTeX (booktabs): :func:`masterkey.tables.write_table`.
 
 Model types come from automatic selection (:func:`masterkey.fitting.select_types`) unless given;
 for the published filters this yields ``dy+, dx-, dy-, dx+, dx, dy, id-lap, T``.  The pooled fits
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import tables
 from .fitting import JOINT_METHODS, METHODS, fit_filters, fit_joint, select_types
 from .spread import spread_table
 
@@ -29,9 +30,6 @@ __all__ = [
     "published_types",
     "published_spread_table",
     "published_fits_table",
-    "to_markdown",
-    "to_latex_booktabs",
-    "write_table",
 ]
 
 FITS_COLUMNS = ["filter", "model", "method", "sigma_x", "sigma_y", "alpha", "l1", "l2", "on_bound"]
@@ -88,72 +86,9 @@ def published_fits_table(
     return table[FITS_COLUMNS].reset_index(drop=True)
 
 
-def _format_cell(value, digits: int) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else ""
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def to_markdown(table: pd.DataFrame, digits: int = 3) -> str:
-    """A GitHub-flavoured Markdown table (NaN as empty cells)."""
-    header = "| " + " | ".join(map(str, table.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    rows = [
-        "| " + " | ".join(_format_cell(v, digits) for v in row) + " |"
-        for row in table.itertuples(index=False)
-    ]
-    return "\n".join([header, rule, *rows]) + "\n"
-
-
-def _latex_escape(text: str) -> str:
-    for char, escaped in (
-        ("\\", r"\textbackslash{}"),
-        ("_", r"\_"),
-        ("&", r"\&"),
-        ("%", r"\%"),
-        ("#", r"\#"),
-    ):
-        text = text.replace(char, escaped)
-    return text
-
-
-def to_latex_booktabs(table: pd.DataFrame, digits: int = 3, caption: str | None = None,
-                      label: str | None = None) -> str:  # fmt: skip
-    """A LaTeX ``tabular`` with booktabs rules (``\\toprule``, ``\\midrule``, ``\\bottomrule``)."""
-    align = "".join("r" if pd.api.types.is_numeric_dtype(table[c]) else "l" for c in table.columns)
-    lines = []
-    if caption or label:
-        lines += [r"\begin{table}[ht]", r"\centering"]
-        if caption:
-            lines.append(rf"\caption{{{_latex_escape(caption)}}}")
-        if label:
-            lines.append(rf"\label{{{label}}}")
-    lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule"]
-    lines.append(" & ".join(_latex_escape(str(c)) for c in table.columns) + r" \\")
-    lines.append(r"\midrule")
-    for row in table.itertuples(index=False):
-        lines.append(" & ".join(_latex_escape(_format_cell(v, digits)) for v in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    if caption or label:
-        lines.append(r"\end{table}")
-    return "\n".join(lines) + "\n"
-
-
 def write_table(table: pd.DataFrame, path: str | Path, digits: int = 3, caption: str | None = None) -> Path:
-    """Write ``table`` by suffix: ``.csv`` (full precision, NaN empty), ``.md``, ``.tex``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        table.to_csv(path, index=False, na_rep="")
-    elif suffix in (".md", ".markdown"):
-        path.write_text(to_markdown(table, digits))
-    elif suffix == ".tex":
-        path.write_text(to_latex_booktabs(table, digits, caption=caption))
-    else:
-        raise ValueError(f"unsupported table format {path.suffix!r}; use .csv, .md or .tex")
-    return path
+    """Deprecated alias of :func:`masterkey.tables.write_table` for one path; returns that path.
+
+    Kept only until its last caller (``tests/test_fitting.py``) imports from :mod:`masterkey.tables`.
+    """
+    return tables.write_table(table, path, digits=digits, caption=caption)[0]

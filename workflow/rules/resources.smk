@@ -28,7 +28,7 @@ import re
 from snakemake.exceptions import WorkflowError as _WorkflowError
 
 # Rules that need a GPU. profiles/slurm/config.yaml requests one for each.
-GPU_RULES = ("train_autoencoder", "replace_and_evaluate", "finetune_frozen")
+GPU_RULES = ("train_autoencoder", "replace_and_evaluate", "replace_stages", "finetune_frozen")
 # CPU cores of a GPU job (data loading workers); the slurm profile may override
 # it per rule with `set-threads`.
 GPU_THREADS = 8

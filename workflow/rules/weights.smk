@@ -43,7 +43,12 @@ rule train_demo_model:
     output:
         weights="resources/weights/demo.safetensors",
         meta="resources/weights/demo.json",
-        training_log="resources/weights/demo.training.csv",
+        training_log=report(
+            "resources/weights/demo.training.csv",
+            caption="../report/demo_training.rst",
+            category=CATEGORY_DEMO,
+            labels={"item": "training log", "kind": "table"},
+        ),
     log:
         "logs/train_demo_model.log",
     params:

@@ -5,6 +5,8 @@
   printed at those widths.
 * :func:`save_figure` writes PDF (for papers) and/or PNG (for the report)
   with fixed metadata, so reruns give byte-identical files.
+* :func:`shrink_png` makes the small copies of figures shown in the README
+  (``docs/*.png``, ``make docs``).
 * Kernels are shown with :func:`show_kernel`: ``imshow`` of ``h[row, col]``
   (top row = largest ``y``, as in :mod:`masterkey.conventions`), diverging
   colour map symmetric around 0.
@@ -12,6 +14,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -66,6 +69,39 @@ def save_figure(fig, *paths: str | Path) -> None:
             metadata = {".pdf": PDF_METADATA, ".png": PNG_METADATA}.get(suffix)
             fig.savefig(temp, format=suffix.lstrip("."), metadata=metadata)
     plt.close(fig)
+
+
+def shrink_png(
+    source: str | Path, target: str | Path, max_width: int = 1100, max_bytes: int = 150_000
+) -> Path:
+    """Write a smaller copy of the PNG ``source`` to ``target`` (atomically) and return ``target``.
+
+    The image is scaled down (Lanczos) to at most ``max_width`` pixels wide, flattened onto white and
+    quantised to an adaptive palette of at most 256 colours (figures use few colours, so this is
+    visually lossless); while the file is larger than ``max_bytes`` the width shrinks by 15 %.  No
+    metadata is written, so the same figure gives the same bytes.  Raises ``ValueError`` when even a
+    300-pixel-wide copy is too large.
+    """
+    from PIL import Image
+
+    with Image.open(source) as opened:
+        image = opened.convert("RGBA")
+    flat = Image.new("RGB", image.size, "white")
+    flat.paste(image, mask=image.getchannel("A"))
+    width = min(max_width, flat.width)
+    while True:
+        height = max(1, round(flat.height * width / flat.width))
+        small = flat if width == flat.width else flat.resize((width, height), Image.Resampling.LANCZOS)
+        palette = small.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        buffer = io.BytesIO()
+        palette.save(buffer, format="PNG", optimize=True)
+        if buffer.tell() <= max_bytes:
+            with atomic_paths(target) as (temp,):
+                temp.write_bytes(buffer.getvalue())
+            return Path(target)
+        if width <= 300:
+            raise ValueError(f"{source}: no copy of at most {max_bytes} bytes down to 300 pixels wide")
+        width = max(300, int(width * 0.85))
 
 
 def show_kernel(ax, kernel: np.ndarray, vmax: float | None = None, title: str | None = None):
