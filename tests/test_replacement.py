@@ -243,3 +243,20 @@ def test_finetune_keeps_depthwise_kernels_frozen_and_trains_the_rest():
         frozen = name.endswith("conv_dw.weight")
         assert torch.equal(parameter, before[name]) == frozen, name
         assert parameter.requires_grad  # restored afterwards
+
+
+def test_replacement_table_puts_the_baseline_first_and_computes_drops():
+    from masterkey.replacement import best_idealized_method, replacement_table
+
+    def record(model, variant, top1, top5=0.9):
+        return {"model": model, "variant": variant, "dataset": "d", "top1": top1, "top5": top5, "images": 10,
+                "replaced": 1, "kept": 0, "relative_change_median": 0.5}  # fmt: skip
+
+    results = [record("m", "random", 0.2), record("m", "idealized-B", 0.6), record("m", "learned", 0.8),
+               record("m", "idealized-C1", 0.7)]  # fmt: skip
+    table = replacement_table(results, ["learned", "idealized-C1", "idealized-B", "random"])
+    assert list(table["variant"]) == ["learned", "idealized-C1", "idealized-B", "random"]
+    np.testing.assert_allclose(table["top1_drop"], [0.0, 0.1, 0.2, 0.6])
+    assert best_idealized_method(results) == "C1"
+    with pytest.raises(UserError, match="no learned baseline"):
+        replacement_table(results[:2])

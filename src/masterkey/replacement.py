@@ -408,11 +408,11 @@ TABLE_COLUMNS = [
 
 
 def _with_drops(table: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
-    base = baseline.set_index("model")[["top1", "top5"]]
-    table = table.join(base, on="model", rsuffix="_learned")
-    table["top1_drop"] = table["top1_learned"] - table["top1"]
-    table["top5_drop"] = table["top5_learned"] - table["top5"]
-    return table.drop(columns=["top1_learned", "top5_learned"])
+    learned = baseline.set_index("model")
+    table = table.copy()
+    for metric in ("top1", "top5"):
+        table[f"{metric}_drop"] = table["model"].map(learned[metric]) - table[metric]
+    return table
 
 
 def replacement_table(results: list[dict], variants: list[str] | None = None) -> pd.DataFrame:
