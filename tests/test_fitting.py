@@ -9,9 +9,14 @@ import pandas as pd
 import pytest
 
 from masterkey.fitting import (
+    DEFAULT_SETTINGS,
     JOINT_METHODS,
     METHODS,
     SIGMA_BOUNDS,
+    _grid,
+    _line_l1,
+    _linear_l1_2d,
+    _search_l1,
     dc_compensation,
     fit_filters,
     fit_joint,
@@ -114,8 +119,145 @@ def test_planted_with_noise_recovered():
 def test_seven_tap_small_scales_recovered_exactly():
     kernels, truth = _planted(7, [0.3, 0.45], same_scale=False)
     fits = _errors(kernels, truth)
-    rows = fits[fits.method.isin(["C1", "D1", "B"]) & (fits.model != "id-lap")]
+    rows = fits[fits.method.isin(["D1", "B"]) & (fits.model != "id-lap")]
     assert rows.error.max() < 0.01
+    # On 7 taps the normalisation (ramp / quadratic response of the truncated template) shifts the
+    # l1 optimum itself by up to ~1.2 % from the planted scales (dxy at 0.45 x 0.56): C1 finds that
+    # optimum, which fits better than the planted template does.
+    c1 = fits[(fits.method == "C1") & (fits.model != "id-lap")]
+    assert c1.error.max() < 0.015
+    h_n = np.stack([normalise_for_fitting(kernels[i][None], m)[0][0]
+                    for i, m in zip(c1["filter"], c1.model, strict=True)])  # fmt: skip
+    planted = model_templates_rows(c1.model, c1.true_x, c1.true_y)
+    assert (c1.l1.to_numpy() <= np.abs(planted - h_n).sum(axis=(1, 2)) + 1e-12).all()
+
+
+def model_templates_rows(models, sigma_x, sigma_y):
+    """Exact templates, one per row (single-scale types take ``sigma_x``)."""
+    return np.stack([model_template(m, 7, sx, None if m in ("lap", "id-lap") else sy,
+                                    alpha=0.6 if m == "id-lap" else None)
+                     for m, sx, sy in zip(models, sigma_x, sigma_y, strict=True)])  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["separate", "same"])
+def test_l1_search_recovers_exact_templates_continuously(mode):
+    """The l1 search on exact 7-tap templates (no normalisation: the l1 optimum is the planted scale,
+    l1 = 0) recovers sigma in 0.3..1.5, anisotropic for the separate search, to 1e-5 (the scales are
+    continuous, not fine-grid nodes), and alpha of id-lap."""
+    grid = _grid(7, DEFAULT_SETTINGS.fine_points)
+    sigma = np.exp(np.linspace(np.log(0.3), np.log(1.5), 6))
+    sx, sy = (a.ravel() for a in np.meshgrid(sigma, 0.9 * sigma[::-1] + 0.05, indexing="ij"))
+    for model in MODEL_NAMES:
+        if mode == "separate" and model in ("lap", "id-lap"):
+            continue
+        single = model in ("lap", "id-lap") or mode == "same"
+        y = sx if single else sy
+        alpha = np.linspace(0.2, 1.5, len(sx)) if model == "id-lap" else None
+        templates = model_templates(model, 7, sx, None if model in ("lap", "id-lap") else y, alpha=alpha)
+        fit_x, fit_y, fit_alpha, bound = _search_l1(grid, model, templates.reshape(len(sx), 49), mode,
+                                                    DEFAULT_SETTINGS)  # fmt: skip
+        assert np.abs(fit_x / sx - 1).max() < 1e-5, model
+        assert np.abs(fit_y / y - 1).max() < 1e-5, model
+        assert not bound.any()
+        if alpha is not None:
+            assert np.abs(fit_alpha / alpha - 1).max() < 1e-5
+
+
+# Two planted 7x7 filters (2 % noise) from benchmarks/bench_fitting.py (seed 0, filters 49 and 222)
+# on which the former compass search stopped in a kinked valley of the l1 objective, 3.3 % and 6.3 %
+# above the optimum, with sigma off by 14 % and 41 %.  Expected values: the per-filter reference of
+# the benchmark (dense grid + multi-start Nelder-Mead on exact templates).
+# fmt: off
+KINKED_VALLEY_FILTERS = {  # model: (7 x 7 kernel, reference (sigma_x, sigma_y, l1))
+    "dyy": (
+        np.array([
+            [-4.799377e-06, 0.000317862432, 0.009634775849, 0.061185005221,
+             0.005914403105, 0.002622916752, -0.002776117974],
+            [-0.003864650667, -0.000557995771, 0.011311935533, 0.051656278199,
+             0.004050266368, 0.002940961899, 0.001015289796],
+            [-0.006053778829, 0.004534264837, -0.00581541699, -0.015916025451,
+             0.001689088903, 0.001046226312, 0.001611085325],
+            [0.002910067884, -0.000726684063, -0.02473915765, -0.183526280444,
+             -0.024156367502, -0.005748850094, 0.007349696567],
+            [0.000862572737, 0.004075836343, -0.011253473099, -0.023038494359,
+             0.000707402831, -0.000322333189, 0.00215229747],
+            [-0.000625814611, 0.004041103947, 0.009398826973, 0.056795783023,
+             0.009780634873, 0.005544676003, -0.00509577077],
+            [-7.2436607e-05, 0.006287036751, 0.006690984633, 0.061067925009,
+             0.010176306468, -0.005771229798, -0.000176822359],
+        ]),
+        (0.515326, 1.304575, 0.176943),
+    ),
+    "dx-": (
+        np.array([
+            [-0.00015223052, 0.000860430055, 0.000547573854, 0.000894481239,
+             -0.001118667919, 0.000242801806, 0.002127385662],
+            [0.000713734802, -0.000177326826, -3.4417655e-05, 0.001602141912,
+             -0.00047493217, 0.000483484692, 0.001690666054],
+            [0.001655346578, 0.000360802011, 0.004422493181, 0.003200961074,
+             -0.003408641658, -0.004212566694, -0.001474621541],
+            [-0.001406283522, 0.033615814311, 0.069626683956, 0.057653926668,
+             -0.057386129259, -0.071760114043, -0.032878293803],
+            [-0.000283382027, 0.000517488282, 0.002712257727, 0.003064875389,
+             -0.003886178057, -0.005221604259, -0.004622466006],
+            [-0.00224059682, -0.000297027102, 0.000852209774, -0.000854193134,
+             -0.001603092569, 0.000263871874, -0.0010569199],
+            [-0.001421245237, -0.000109029775, -0.001452000474, 0.00139481271,
+             -0.001272742424, 0.001126318665, 0.000977749027],
+        ]),
+        (1.255959, 0.326298, 0.17515),
+    ),
+}
+# fmt: on
+
+
+def test_kinked_valley_filters_reach_the_l1_optimum():
+    models = list(KINKED_VALLEY_FILTERS)
+    kernels = np.stack([KINKED_VALLEY_FILTERS[m][0] for m in models])
+    fits = fit_filters(kernels, models, methods=["C1"])
+    for row, model in zip(fits.itertuples(), models, strict=True):
+        sigma_x, sigma_y, l1 = KINKED_VALLEY_FILTERS[model][1]
+        assert abs(row.sigma_x / sigma_x - 1) < 1e-3 and abs(row.sigma_y / sigma_y - 1) < 1e-3, row
+        assert row.l1 <= l1 * (1 + 1e-5), row
+
+
+def test_linear_l1_subproblems_are_solved_exactly():
+    """The weighted-median line search and the pivoting 2-variable solver against linear programming."""
+    from scipy.optimize import linprog
+
+    rng = np.random.default_rng(4)
+    n, terms = 40, 49
+    residual = rng.normal(size=(n, terms))
+    jx, jy = rng.normal(size=(n, terms)), rng.normal(size=(n, terms))
+    low = -rng.uniform(0.1, 3.0, (n, 2))
+    high = rng.uniform(0.1, 3.0, (n, 2))
+    t, _, _ = _line_l1(residual, jx, low[:, 0], high[:, 0])
+    dense = np.linspace(low[:, 0], high[:, 0], 20001).T  # (n, points)
+    brute = np.abs(residual[:, None, :] + dense[:, :, None] * jx[:, None, :]).sum(-1).min(axis=1)
+    exact = np.abs(residual + t[:, None] * jx).sum(1)
+    assert (exact <= brute + 1e-12).all() and np.allclose(exact, brute, rtol=1e-5)  # brute: a dense grid
+    delta, model, _ = _linear_l1_2d(residual, jx, jy, low, high, pivots=12)
+    delta2, model2, _ = _linear_l1_2d(residual, jx, jy, low, high, pivots=DEFAULT_SETTINGS.l1_pivots)
+    for i in range(n):  # min sum e  s.t.  -e <= r + J d <= e,  low <= d <= high
+        jac = np.stack([jx[i], jy[i]], axis=1)
+        cost = np.concatenate([np.zeros(2), np.ones(terms)])
+        a_ub = np.block([[jac, -np.eye(terms)], [-jac, -np.eye(terms)]])
+        b_ub = np.concatenate([-residual[i], residual[i]])
+        bounds = list(zip(low[i], high[i], strict=True)) + [(0, None)] * terms
+        optimum = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds).fun
+        assert model[i] == pytest.approx(optimum, rel=1e-9)
+        assert (low[i] - 1e-12 <= delta[i]).all() and (delta[i] <= high[i] + 1e-12).all()
+        # the few pivots used by the search never increase the model
+        assert optimum - 1e-9 <= model2[i] <= np.abs(residual[i]).sum() + 1e-12
+
+
+def test_fits_are_deterministic():
+    rng = np.random.default_rng(11)
+    kernels = rng.normal(size=(60, 7, 7))
+    types, _ = select_types(kernels)
+    first = fit_filters(kernels, types)
+    second = fit_filters(kernels, types)
+    pd.testing.assert_frame_equal(first, second, check_exact=True)
 
 
 def test_negated_filter_gets_the_same_fit():
