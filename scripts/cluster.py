@@ -10,7 +10,7 @@ from masterkey.clustering import (
     classification_table,
     cluster_pool,
     latents_for_pool,
-    pool_kernels,
+    pool_models,
 )
 from masterkey.io import atomic_paths
 from masterkey.tables import write_table
@@ -21,12 +21,7 @@ def main(smk):
     torch.set_num_threads(max(1, smk.threads))
     settings = ClusteringSettings.from_config(smk.params.settings)
     seed = smk.params.seed
-    sources = dict(
-        zip(smk.params.models, zip(smk.input.kernels, smk.input.indices, strict=True), strict=True)
-    )
-    pool = pool_kernels(
-        sources, settings.kernel_size, settings.max_kernels_per_model, seed, settings.flip_sign
-    )
+    pool = pool_models(smk.params.models, smk.input.kernels, smk.input.indices, settings, seed)
     latents = latents_for_pool(pool, pd.read_parquet(smk.input.latents))
     model, _ = load_autoencoder(smk.input.model)
     result = cluster_pool(pool, latents, settings, seed, decode=lambda z: decode(model, z))

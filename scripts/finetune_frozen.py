@@ -5,11 +5,11 @@ import time
 
 import torch
 
-from masterkey.demo_data import build_demo_dataset
+from masterkey.demo_data import demo_dataset
 from masterkey.errors import UserError
-from masterkey.evaluation import evaluate
+from masterkey.evaluation import demo_split_eval_set, evaluate
 from masterkey.io import write_json
-from masterkey.replacement import apply_kernels, build_variant, load_eval_set, load_variant_inputs
+from masterkey.replacement import apply_variant, load_rule_variant_inputs
 from masterkey.train_demo import finetune_frozen_depthwise
 from masterkey.weights import load_checkpoint
 from masterkey.workflow import run_rule
@@ -24,24 +24,9 @@ def main(smk):
         raise UserError(
             "finetune_frozen trains on the demo's training regions; it supports the demo model only"
         )
-    arrays, index, fits, keys = load_variant_inputs(
-        variant,
-        smk.input.kernels,
-        smk.input.index,
-        smk.input.get("fits"),
-        smk.input.get("master_keys"),
-        smk.input.get("published"),
-    )
-    new, summary = build_variant(variant, arrays, index, fits=fits, master_keys=keys, seed=seed)
-    apply_kernels(model, new, index)
-    dataset = build_demo_dataset(
-        demo["images"],
-        demo["crop_size"],
-        demo["val_fraction"],
-        demo["val_crops_per_class"],
-        demo["max_image_side"],
-        seed,
-    )
+    arrays, index, fits, keys = load_rule_variant_inputs(variant, smk.input)
+    summary = apply_variant(model, arrays, index, variant, fits=fits, master_keys=keys, seed=seed)
+    dataset = demo_dataset(demo, seed)
     started = time.perf_counter()
     log = finetune_frozen_depthwise(
         model,
@@ -54,7 +39,7 @@ def main(smk):
         smk.threads,
     )
     train_seconds = time.perf_counter() - started
-    eval_set = load_eval_set(meta, demo, seed)
+    eval_set = demo_split_eval_set(dataset)
     metrics = evaluate(model, eval_set, batch_size=smk.params.batch_size, max_images=smk.params.max_images)
     record = {
         "model": smk.wildcards.model,

@@ -3,7 +3,7 @@
 import torch
 
 from masterkey.io import write_json
-from masterkey.replacement import evaluate_variant, load_eval_set, load_variant_inputs
+from masterkey.replacement import evaluate_variant, load_eval_set, load_rule_variant_inputs
 from masterkey.weights import load_checkpoint
 from masterkey.workflow import run_rule
 
@@ -12,14 +12,7 @@ def main(smk):
     torch.set_num_threads(max(1, smk.threads))
     variant = smk.wildcards.variant
     model, meta = load_checkpoint(smk.input.weights, smk.input.meta)
-    arrays, index, fits, keys = load_variant_inputs(
-        variant,
-        smk.input.kernels,
-        smk.input.index,
-        smk.input.get("fits"),
-        smk.input.get("master_keys"),
-        smk.input.get("published"),
-    )
+    arrays, index, fits, keys = load_rule_variant_inputs(variant, smk.input)
     eval_set = load_eval_set(meta, smk.params.demo, smk.params.seed, smk.input.get("eval_cache"))
     record = evaluate_variant(
         model,

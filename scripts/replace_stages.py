@@ -5,7 +5,12 @@ import json
 import torch
 
 from masterkey.io import write_json
-from masterkey.replacement import best_idealized_method, evaluate_variant, load_eval_set, load_variant_inputs
+from masterkey.replacement import (
+    best_idealized_method,
+    evaluate_variant,
+    load_eval_set,
+    load_rule_variant_inputs,
+)
 from masterkey.weights import load_checkpoint
 from masterkey.workflow import run_rule
 
@@ -16,7 +21,7 @@ def main(smk):
     model, meta = load_checkpoint(smk.input.weights, smk.input.meta)
     eval_set = load_eval_set(meta, smk.params.demo, smk.params.seed, smk.input.get("eval_cache"))
     variant = f"idealized-{method}"
-    arrays, index, fits, _ = load_variant_inputs(variant, smk.input.kernels, smk.input.index, smk.input.fits)
+    arrays, index, fits, _ = load_rule_variant_inputs(variant, smk.input)
     records = []
     for stage in sorted(index["stage"].unique().tolist()):
         record = evaluate_variant(

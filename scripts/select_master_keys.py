@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from masterkey.autoencoder import load_autoencoder
-from masterkey.clustering import ClusteringSettings, pool_kernels
+from masterkey.clustering import ClusteringSettings, pool_models
 from masterkey.io import atomic_paths
 from masterkey.master_keys import compare_with_published, decode_candidates, select_master_keys
 from masterkey.published import load_master_key_filters
@@ -16,10 +16,9 @@ def main(smk):
     torch.set_num_threads(max(1, smk.threads))
     settings = ClusteringSettings.from_config(smk.params.settings)
     num_keys = int(smk.wildcards.num_keys)
-    sources = dict(
-        zip(smk.params.models, zip(smk.input.kernels, smk.input.indices, strict=True), strict=True)
+    pool = pool_models(
+        smk.params.models, smk.input.kernels, smk.input.indices, settings, smk.params.seed, capped=False
     )
-    pool = pool_kernels(sources, settings.kernel_size, None, smk.params.seed, settings.flip_sign)
     model, _ = load_autoencoder(smk.input.model)
     latents, candidates = decode_candidates(model, settings.num_candidates)
     result = select_master_keys(pool.kernels, candidates, num_keys, latents)

@@ -3,7 +3,7 @@
 import torch
 
 from masterkey.autoencoder import encode, save_autoencoder, train_autoencoder
-from masterkey.clustering import ClusteringSettings, pool_kernels
+from masterkey.clustering import ClusteringSettings, pool_models
 from masterkey.io import atomic_paths
 from masterkey.tables import write_table
 from masterkey.workflow import run_rule
@@ -13,12 +13,7 @@ def main(smk):
     torch.set_num_threads(max(1, smk.threads))
     settings = ClusteringSettings.from_config(smk.params.settings)
     seed = smk.params.seed
-    sources = dict(
-        zip(smk.params.models, zip(smk.input.kernels, smk.input.indices, strict=True), strict=True)
-    )
-    pool = pool_kernels(
-        sources, settings.kernel_size, settings.max_kernels_per_model, seed, settings.flip_sign
-    )
+    pool = pool_models(smk.params.models, smk.input.kernels, smk.input.indices, settings, seed)
     print(pool.counts.to_string(index=False))
     fit = pool.kernels[pool.fit_mask]
     model, history = train_autoencoder(

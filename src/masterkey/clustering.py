@@ -358,6 +358,16 @@ def pool_kernels(
     return pool_arrays(per_model, kernel_size, max_per_model, seed, flip_sign)
 
 
+def pool_models(models, kernel_paths, index_paths, settings: ClusteringSettings, seed: int,
+                capped: bool = True) -> KernelPool:  # fmt: skip
+    """:func:`pool_kernels` of the models' kernel files (parallel lists, as the clustering rules get
+    them) with the settings' kernel size and sign rule; ``capped`` applies
+    ``settings.max_kernels_per_model`` to the fitting sample."""
+    sources = dict(zip(models, zip(kernel_paths, index_paths, strict=True), strict=True))
+    cap = settings.max_kernels_per_model if capped else None
+    return pool_kernels(sources, settings.kernel_size, cap, seed, settings.flip_sign)
+
+
 def latents_for_pool(pool: KernelPool, table: pd.DataFrame) -> np.ndarray:
     """The ``latent_*`` columns of ``table`` (written by the train_autoencoder rule) for ``pool``.
 

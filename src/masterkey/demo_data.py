@@ -101,6 +101,18 @@ def _normalise(region: np.ndarray) -> torch.Tensor:
     return (tensor - mean) / std
 
 
+def demo_dataset(demo, seed: int) -> DemoDataset:
+    """:func:`build_demo_dataset` for the validated ``demo`` config section and the config seed."""
+    return build_demo_dataset(
+        demo["images"],
+        crop_size=demo["crop_size"],
+        val_fraction=demo["val_fraction"],
+        val_crops_per_class=demo["val_crops_per_class"],
+        max_side=demo["max_image_side"],
+        seed=seed,
+    )
+
+
 def build_demo_dataset(
     images: list[str], crop_size: int, val_fraction: float, val_crops_per_class: int, max_side: int, seed: int
 ) -> DemoDataset:

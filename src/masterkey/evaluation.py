@@ -782,16 +782,13 @@ def demo_eval_set(demo: dict, seed: int) -> EvalSet:
 
     ``demo`` is the validated ``demo`` config section; ``seed`` the config seed.
     """
-    from .demo_data import build_demo_dataset
+    from .demo_data import demo_dataset
 
-    dataset = build_demo_dataset(
-        demo["images"],
-        crop_size=demo["crop_size"],
-        val_fraction=demo["val_fraction"],
-        val_crops_per_class=demo["val_crops_per_class"],
-        max_side=demo["max_image_side"],
-        seed=seed,
-    )
+    return demo_split_eval_set(demo_dataset(demo, seed))
+
+
+def demo_split_eval_set(dataset) -> EvalSet:
+    """The held-out split of an already built :class:`~masterkey.demo_data.DemoDataset`."""
     return EvalSet(
         images=dataset.val_images, labels=dataset.val_labels.numpy(), mean=None, std=None, name="demo"
     )

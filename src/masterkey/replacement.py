@@ -373,10 +373,17 @@ def evaluate_variant(
     from .evaluation import evaluate
 
     variant = parse_variant(variant) if isinstance(variant, str) else variant
-    new, summary = build_variant(variant, arrays, index, fits=fits, master_keys=master_keys, seed=seed)
-    apply_kernels(model, new, index)
+    summary = apply_variant(model, arrays, index, variant, fits=fits, master_keys=master_keys, seed=seed)
     metrics = evaluate(model, eval_set, batch_size=batch_size, device=device, max_images=max_images)
     return {"variant": variant.name, **metrics, **summary}
+
+
+def apply_variant(model: nn.Module, arrays, index, variant: Variant | str, *, fits=None, master_keys=None,
+                  seed: int = 0) -> dict:  # fmt: skip
+    """Build ``variant`` (:func:`build_variant`), write it into ``model``; returns the summary."""
+    new, summary = build_variant(variant, arrays, index, fits=fits, master_keys=master_keys, seed=seed)
+    apply_kernels(model, new, index)
+    return summary
 
 
 def best_idealized_method(results: list[dict]) -> str:
@@ -440,6 +447,15 @@ def stages_table(stage_results: list[dict], baselines: list[dict]) -> pd.DataFra
     table = _with_drops(table, pd.DataFrame.from_records(baselines))
     columns = ["model", "stage", "method", "variant", "top1", "top5", "top1_drop", "top5_drop", "replaced"]
     return table[columns].sort_values(["model", "stage"], kind="stable").reset_index(drop=True)
+
+
+def load_rule_variant_inputs(variant: Variant | str, inputs):
+    """:func:`load_variant_inputs` from a rule's named inputs (``kernels``, ``index`` and, as the
+    variant needs them, ``fits``, ``master_keys``, ``published``)."""
+    return load_variant_inputs(
+        variant, inputs.kernels, inputs.index, inputs.get("fits"), inputs.get("master_keys"),
+        inputs.get("published"),
+    )  # fmt: skip
 
 
 def load_variant_inputs(

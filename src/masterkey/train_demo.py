@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .conventions import centre_share
-from .demo_data import DemoDataset, build_demo_dataset
+from .demo_data import DemoDataset, demo_dataset
 from .kernels import find_depthwise_convs
 from .similarity import max_abs_cosine
 
@@ -77,14 +77,7 @@ def train_demo_model(demo: dict, seed: int, references: np.ndarray, threads: int
     torch.manual_seed(seed)
     torch.set_num_threads(max(1, int(threads)))
     torch.use_deterministic_algorithms(True)
-    dataset: DemoDataset = build_demo_dataset(
-        demo["images"],
-        crop_size=demo["crop_size"],
-        val_fraction=demo["val_fraction"],
-        val_crops_per_class=demo["val_crops_per_class"],
-        max_side=demo["max_image_side"],
-        seed=seed,
-    )
+    dataset: DemoDataset = demo_dataset(demo, seed)
     model = timm.create_model(
         demo["architecture"], pretrained=False, num_classes=dataset.num_classes, **demo["model_kwargs"]
     )
