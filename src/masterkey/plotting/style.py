@@ -8,7 +8,7 @@
 * :func:`shrink_png` makes the small copies of figures shown in the README
   (``docs/*.png``, ``make docs``).
 * Kernels are shown with :func:`show_kernel`: ``imshow`` of ``h[row, col]``
-  (top row = largest ``y``, as in :mod:`masterkey.conventions`), diverging
+  (top row = largest ``y``, docs/methods.md section 1), diverging
   colour map symmetric around 0.
 """
 
@@ -23,7 +23,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..io import atomic_paths  # noqa: E402
+from ..core.io import atomic_paths  # noqa: E402
+
+__all__ = [
+    "COLUMN_WIDTH",
+    "TEXT_WIDTH",
+    "KERNEL_CMAP",
+    "PALETTE",
+    "apply_style",
+    "save_figure",
+    "shrink_png",
+    "show_kernel",
+]
 
 COLUMN_WIDTH = 3.5
 TEXT_WIDTH = 7.2

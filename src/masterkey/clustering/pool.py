@@ -1,0 +1,313 @@
+"""Pooling the depthwise kernels of all models for the clustering ([A]; docs/methods.md section 4).
+
+The kernels of the configured size (default ``7x7``) of every model are put into one array, in
+model order, then layer and channel order as in the kernel index.  Each kernel is centre-normed
+(:func:`masterkey.kernels.similarity.centre_norm`); kernels with ``max |h| <= NEAR_ZERO`` (1e-4)
+and constant kernels are dropped and counted per model.  With ``flip_sign`` (off by default, as in
+[A]) each normalised kernel is negated when needed so that its entry of largest magnitude is
+positive.  At most ``max_kernels_per_model`` kernels per model (a seeded random subset,
+``numpy.random.default_rng([seed, crc32(model)])``) form the *fitting sample* of the autoencoder
+and the k-means centroids, so that one large model does not dominate; every kernel of the pool is
+still encoded, assigned and reported.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..core.errors import ConfigError, StaleFileError, UserError
+from ..kernels.similarity import NEAR_ZERO, centre_norm
+from ..kernels.store import load_index, load_kernels
+from .settings import ClusteringSettings
+
+__all__ = [
+    "POOL_COLUMNS",
+    "KernelPool",
+    "normalise_kernels",
+    "pool_arrays",
+    "pool_models",
+    "latents_table",
+    "latents_for_pool",
+]
+
+POOL_COLUMNS = ["model", "layer", "stage", "block", "channel", "row", "fit"]
+"""Columns of :attr:`KernelPool.index` (``row``: the kernel's row in its model's ``.npz`` array;
+``fit``: the kernel is in the fitting sample)."""
+
+
+def normalise_kernels(kernels: np.ndarray, flip_sign: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Centre-normed kernels and the mask of kept ones ([A]; docs/methods.md section 4.2).
+
+    Parameters
+    ----------
+    kernels : array ``(N, k, k)``
+        Kernels ``h[row, col]`` (docs/methods.md section 1).
+    flip_sign : bool
+        Negate each normalised kernel whose entry of largest ``|value|`` is negative (off by
+        default, as in [A]).
+
+    Returns
+    -------
+    normalised : float32 array ``(N_kept, k, k)``
+        Zero mean and unit l2 norm per kernel (:func:`~masterkey.kernels.similarity.centre_norm`).
+    keep : bool array ``(N,)``
+        False for dropped kernels: near zero (``max |h| <= NEAR_ZERO = 1e-4``) or constant.
+
+    Raises
+    ------
+    ValueError
+        If ``kernels`` is not ``(N, k, k)``.
+    UserError
+        If a kernel has NaN or inf entries.
+
+    >>> import numpy as np
+    >>> h = np.random.default_rng(0).normal(size=(3, 3, 3))
+    >>> h[1], h[2] = 1e-5, 2.0  # near zero, constant
+    >>> out, keep = normalise_kernels(h)
+    >>> keep.tolist(), abs(float(out.sum())) < 1e-6, round(float((out * out).sum()), 5)
+    ([True, False, False], True, 1.0)
+    """
+    kernels = np.asarray(kernels)
+    if kernels.ndim != 3 or kernels.shape[1] != kernels.shape[2]:
+        raise ValueError(f"kernels must have shape (N, k, k), got {kernels.shape}")
+    if not np.isfinite(kernels).all():
+        bad = int((~np.isfinite(kernels)).any(axis=(1, 2)).sum())
+        raise UserError(f"{bad} kernel(s) contain NaN or inf")
+    n = len(kernels)
+    keep = np.abs(kernels).reshape(n, -1).max(axis=1, initial=0.0) > NEAR_ZERO
+    out = np.empty((int(keep.sum()),) + kernels.shape[1:], dtype=np.float32)
+    kept_rows = np.flatnonzero(keep)
+    chunk = 1 << 17
+    for start in range(0, len(kept_rows), chunk):
+        rows = kept_rows[start : start + chunk]
+        out[start : start + len(rows)] = centre_norm(kernels[rows])
+    flat = out.reshape(len(out), -1)
+    finite = np.isfinite(flat).all(axis=1)  # constant kernels became NaN
+    if not finite.all():
+        keep[kept_rows[~finite]] = False
+        out = out[finite]
+        flat = out.reshape(len(out), -1)
+    if flip_sign and len(out):
+        peak = flat[np.arange(len(flat)), np.abs(flat).argmax(axis=1)]
+        flat *= np.where(peak < 0, -1.0, 1.0).astype(np.float32)[:, None]
+    return out, keep
+
+
+@dataclass
+class KernelPool:
+    """Normalised kernels of all models.
+
+    ``kernels``: float32 ``(N, k, k)`` centre-normed; ``index``: one row per kernel with
+    :data:`POOL_COLUMNS`; ``counts``: one row per model with ``model, kernels`` (of the requested
+    size), ``near_zero`` (dropped), ``pooled`` and ``fit`` (in the fitting sample).
+    """
+
+    kernels: np.ndarray
+    index: pd.DataFrame
+    counts: pd.DataFrame
+
+    @property
+    def fit_mask(self) -> np.ndarray:
+        return self.index["fit"].to_numpy(bool)
+
+    def __len__(self) -> int:
+        return len(self.kernels)
+
+
+def _fit_sample(n: int, cap: int | None, seed: int, model: str) -> np.ndarray:
+    mask = np.ones(n, dtype=bool)
+    if cap is not None and n > cap:
+        rng = np.random.default_rng([int(seed), zlib.crc32(model.encode())])
+        mask[:] = False
+        mask[rng.choice(n, size=cap, replace=False)] = True
+    return mask
+
+
+def pool_arrays(
+    per_model: Mapping[str, tuple[np.ndarray, pd.DataFrame]],
+    kernel_size: int = 7,
+    max_per_model: int | None = None,
+    seed: int = 0,
+    flip_sign: bool = False,
+) -> KernelPool:
+    """Pool ``{model: (arrays_of_that_size, index)}`` (see the module docstring; docs/methods.md s. 4.2).
+
+    Parameters
+    ----------
+    per_model : mapping of str to (array ``(n, k, k)`` or None, DataFrame)
+        Per model, the array of the requested kernel size and the kernel index rows (rows of
+        other sizes are ignored); the array row of an index row is its ``row`` column.  Models
+        are pooled in mapping order.
+    kernel_size : int
+        ``k`` of the pooled kernels.
+    max_per_model : int or None
+        Cap of the per-model fitting sample (seeded random subset); None: every kernel.
+    seed : int
+        Seed of the fitting sample.
+    flip_sign : bool
+        Sign rule of :func:`normalise_kernels`.
+
+    Returns
+    -------
+    KernelPool
+        ``kernels`` float32 ``(N, k, k)`` centre-normed, ``index`` (:data:`POOL_COLUMNS`) and
+        per-model ``counts``.
+
+    Raises
+    ------
+    ConfigError
+        (``clustering.kernel_size``) when no model has kernels of that size.
+    UserError
+        When every kernel is near zero, an index disagrees with its array, or a kernel is not
+        finite.
+    ValueError
+        When an array has a shape other than ``(n, k, k)``.
+
+    >>> import numpy as np, pandas as pd
+    >>> h = np.random.default_rng(0).normal(size=(3, 3, 3)); h[1] = 1e-5
+    >>> index = pd.DataFrame({"layer": ["l0", "l0", "l1"], "stage": [0, 0, 1], "block": 0,
+    ...                       "channel": [0, 1, 0], "kernel_size": "3x3", "row": [0, 1, 2]})
+    >>> pool = pool_arrays({"m": (h, index)}, kernel_size=3, max_per_model=1)
+    >>> pool.counts.values.tolist(), pool.index["row"].tolist()
+    ([['m', 3, 1, 2, 1]], [0, 2])
+    """
+    key = f"{kernel_size}x{kernel_size}"
+    parts, indices, counts = [], [], []
+    for model, (array, index) in per_model.items():
+        rows = index[index["kernel_size"] == key] if "kernel_size" in index else index
+        if array is None or len(rows) == 0:
+            counts.append({"model": model, "kernels": 0, "near_zero": 0, "pooled": 0, "fit": 0})
+            continue
+        array = np.asarray(array)
+        if array.shape[1:] != (kernel_size, kernel_size):
+            raise ValueError(f"model {model}: kernels of key {key} have shape {array.shape[1:]}")
+        row_ids = rows["row"].to_numpy(np.int64)
+        if row_ids.max(initial=-1) >= len(array):
+            raise UserError(f"model {model}: the kernel index and the kernel array disagree")
+        try:
+            normalised, keep = normalise_kernels(array[row_ids], flip_sign)
+        except UserError as err:
+            raise UserError(f"model {model}: {err}") from None
+        kept = rows[keep]
+        fit = _fit_sample(len(kept), max_per_model, seed, model)
+        table = pd.DataFrame(
+            {
+                "model": model,
+                "layer": kept["layer"].to_numpy(),
+                "stage": kept["stage"].to_numpy(np.int32),
+                "block": kept["block"].to_numpy(np.int32),
+                "channel": kept["channel"].to_numpy(np.int32),
+                "row": kept["row"].to_numpy(np.int64),
+                "fit": fit,
+            }
+        )
+        parts.append(normalised)
+        indices.append(table)
+        counts.append(
+            {
+                "model": model,
+                "kernels": len(rows),
+                "near_zero": int((~keep).sum()),
+                "pooled": len(kept),
+                "fit": int(fit.sum()),
+            }
+        )
+    counts = pd.DataFrame(counts, columns=["model", "kernels", "near_zero", "pooled", "fit"])
+    if not parts or sum(len(p) for p in parts) == 0:
+        total = int(counts["kernels"].sum()) if len(counts) else 0
+        names = ", ".join(per_model) or "(none)"
+        if total:
+            raise UserError(
+                f"all {total} {key} kernels of models {names} are near zero (max |h| <= {NEAR_ZERO})"
+            )
+        raise ConfigError(
+            "clustering.kernel_size",
+            f"no {key} kernels in models {names}; use a size the models have "
+            "(see the kernel_size column of results/kernels/<model>.parquet)",
+        )
+    index = pd.concat(indices, ignore_index=True)
+    index["model"] = index["model"].astype(str)
+    index["layer"] = index["layer"].astype(str)
+    return KernelPool(np.concatenate(parts), index[POOL_COLUMNS], counts)
+
+
+def pool_models(
+    models: Sequence[str],
+    kernel_paths: Sequence[str | Path],
+    index_paths: Sequence[str | Path],
+    settings: ClusteringSettings,
+    seed: int,
+    capped: bool = True,
+) -> KernelPool:
+    """Read the kernel files of ``models`` (``kernels.npz`` and ``index.parquet``, parallel lists
+    as the clustering rules get them) and pool their kernels of ``settings.kernel_size`` with the
+    settings' sign rule (:func:`pool_arrays`); ``capped`` applies ``settings.max_kernels_per_model``
+    to the fitting sample."""
+    key = settings.kernel_key
+    per_model = {}
+    for model, npz_path, index_path in zip(models, kernel_paths, index_paths, strict=True):
+        index = load_index(index_path)
+        per_model[model] = (load_kernels(npz_path).get(key), index[index["model"] == model])
+    cap = settings.max_kernels_per_model if capped else None
+    return pool_arrays(per_model, settings.kernel_size, cap, seed, settings.flip_sign)
+
+
+def latents_table(pool: KernelPool, latents: np.ndarray) -> pd.DataFrame:
+    """The pool's index with the latent codes as columns ``latent_0, ...`` (docs/methods.md s. 4.3).
+
+    The table the rule ``train_autoencoder`` writes and :func:`latents_for_pool` reads.
+
+    Parameters
+    ----------
+    pool : KernelPool
+        ``N`` pooled kernels.
+    latents : array ``(N, latent_dim)``
+        Their latent codes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``N`` rows: :data:`POOL_COLUMNS` then ``latent_0 .. latent_{latent_dim - 1}``.
+
+    >>> import numpy as np, pandas as pd
+    >>> pool = KernelPool(np.zeros((1, 3, 3)), pd.DataFrame([["m", "l", 0, 0, 0, 0, True]],
+    ...                   columns=POOL_COLUMNS), pd.DataFrame())
+    >>> latents_table(pool, np.array([[0.25, 0.5]]))[["row", "latent_0", "latent_1"]].values.tolist()
+    [[0.0, 0.25, 0.5]]
+    """
+    table = pool.index.copy()
+    for column in range(latents.shape[1]):
+        table[f"latent_{column}"] = latents[:, column]
+    return table
+
+
+def latents_for_pool(pool: KernelPool, latents_path: str | Path) -> np.ndarray:
+    """The ``latent_*`` columns ``(N, latent_dim)`` of the latents table (written by the rule
+    ``train_autoencoder``) for ``pool``.
+
+    Raises :class:`StaleFileError` unless the table lists the same kernels in the same order
+    (``model, layer, channel``).
+    """
+    from ..core.io import read_parquet
+
+    table = read_parquet(latents_path)
+    columns = sorted(
+        (c for c in table.columns if c.startswith("latent_")), key=lambda c: int(c.split("_")[1])
+    )
+    keys = ["model", "layer", "channel"]
+    same = (
+        columns
+        and len(table) == len(pool)
+        and all(c in table and np.array_equal(table[c].to_numpy(), pool.index[c].to_numpy()) for c in keys)
+    )
+    if not same:
+        raise StaleFileError(
+            latents_path, "does not match the pooled kernels (the kernels or the clustering settings changed)"
+        )
+    return table[columns].to_numpy(np.float32)

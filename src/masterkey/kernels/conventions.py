@@ -1,0 +1,169 @@
+"""Coordinate and sign conventions for depthwise kernels (docs/methods.md section 1).
+
+This is the only module that defines them; everything else imports from here, and docstrings
+elsewhere refer to "the convention of docs/methods.md section 1".
+
+* A kernel is a ``k x k`` array ``h[row, col]`` with ``k`` odd and centre
+  ``c = (k - 1) / 2``.
+* Spatial coordinates of an entry: ``x = col - c`` (to the right) and
+  ``y = c - row`` (**upwards**: the top row has ``y = +c``).  This is the
+  convention of the published master key filters and of scale-space theory.
+* A kernel is analysed exactly as stored in the network's weight tensor
+  (PyTorch computes cross-correlation; that does not change what is stored).
+* The response of a kernel to a test pattern ``f`` is the convolution response
+  at the centre, ``R_f(h) = sum_p h(p) f(-p)``.  With this convention a
+  first-derivative template along x has response +1 to the unit ramp
+  ``f(x, y) = x``; it is positive for ``x < 0`` and negative for ``x > 0``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "check_kernel_size",
+    "kernel_coordinates",
+    "pattern_response",
+    "centre_share",
+]
+
+
+def check_kernel_size(k: int) -> int:
+    """Validate an odd positive kernel size (docs/methods.md section 1: centre ``c = (k - 1) / 2``).
+
+    Parameters
+    ----------
+    k : int
+        Proposed kernel size (an integral float such as ``7.0`` is accepted).
+
+    Returns
+    -------
+    int
+        ``k`` as a Python ``int``.
+
+    Raises
+    ------
+    ValueError
+        If ``k`` is not integral, not positive, or even.
+
+    >>> check_kernel_size(7.0), [check_kernel_size(k) for k in (1, 3)]
+    (7, [1, 3])
+    >>> check_kernel_size(4)
+    Traceback (most recent call last):
+    ...
+    ValueError: kernel size must be an odd positive integer, got 4
+    """
+    if int(k) != k or k < 1 or k % 2 == 0:
+        raise ValueError(f"kernel size must be an odd positive integer, got {k!r}")
+    return int(k)
+
+
+def kernel_coordinates(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinate grids ``(x, y)`` of a ``k x k`` kernel (the convention of docs/methods.md section 1).
+
+    ``x[row, col] = col - c`` and ``y[row, col] = c - row`` with ``c = (k - 1) / 2``,
+    so ``y`` points upwards (the top row has ``y = +c``).  Units: grid spacings.
+
+    Parameters
+    ----------
+    k : int
+        Odd kernel size.
+
+    Returns
+    -------
+    x, y : float64 arrays ``(k, k)``
+        Coordinates of every entry ``h[row, col]``.
+
+    Raises
+    ------
+    ValueError
+        If ``k`` is not an odd positive integer (:func:`check_kernel_size`).
+
+    The top-left entry sits at ``(-c, +c)``, the bottom-right one at ``(+c, -c)``:
+
+    >>> x, y = kernel_coordinates(3)
+    >>> [(float(x[r, c]), float(y[r, c])) for r, c in ((0, 0), (2, 2))]
+    [(-1.0, 1.0), (1.0, -1.0)]
+    """
+    k = check_kernel_size(k)
+    c = (k - 1) // 2
+    offsets = np.arange(k, dtype=np.float64) - c
+    x = np.broadcast_to(offsets[None, :], (k, k)).copy()
+    y = np.broadcast_to(-offsets[:, None], (k, k)).copy()
+    return x, y
+
+
+def pattern_response(kernels: np.ndarray, pattern) -> np.ndarray:
+    """Convolution response at the centre, ``R_f(h) = sum_p h(p) f(-p)`` (docs/methods.md section 1).
+
+    This response fixes every sign of the project: a first-difference template has response +1 to
+    the unit ramp in its direction, so the x-difference is positive for ``x < 0`` and the
+    y-difference positive for ``y < 0`` (the lower rows, since ``y`` points upwards).
+
+    Parameters
+    ----------
+    kernels : array ``(..., k, k)``
+        Kernels ``h[row, col]`` in the convention of docs/methods.md section 1.
+    pattern : callable or array
+        A callable ``f(x, y)`` evaluated at the reflected coordinates ``-p`` of
+        :func:`kernel_coordinates`, or a ready array of ``f(-p)`` that broadcasts against
+        ``kernels`` (``(k, k)``, or one per kernel).
+
+    Returns
+    -------
+    float64 array ``(...)``
+        One response per kernel.
+
+    >>> import numpy as np
+    >>> dx = np.array([[0, 0, 0], [0.5, 0, -0.5], [0, 0, 0]])  # central x-difference
+    >>> dy = dx.T[::-1]  # central y-difference: positive in the bottom row (y = -1)
+    >>> [float(pattern_response(dx, lambda x, y: x)), float(pattern_response(dy, lambda x, y: y))]
+    [1.0, 1.0]
+    """
+    kernels = np.asarray(kernels, dtype=np.float64)
+    k = kernels.shape[-1]
+    if callable(pattern):
+        x, y = kernel_coordinates(k)
+        reflected = np.asarray(pattern(-x, -y), dtype=np.float64)
+    else:
+        reflected = np.asarray(pattern, dtype=np.float64)
+    return (kernels * reflected).sum(axis=(-2, -1))
+
+
+def centre_share(kernels: np.ndarray, size: int = 3) -> np.ndarray:
+    """Share of ``sum |h|`` that lies in the central ``size x size`` window.
+
+    A 7x7 kernel with i.i.d. entries has an expected share of ``9 / 49 ~ 0.18``; learned ConvNeXt
+    kernels are far more concentrated.  This is the kernel mass ratio ``KMR(size)`` of
+    docs/methods.md section 7 ([D]).
+
+    Parameters
+    ----------
+    kernels : array ``(..., k, k)``
+        Square kernels of odd size ``k``.
+    size : int
+        Odd window size; a window larger than the kernel is clipped to ``k``.
+
+    Returns
+    -------
+    float64 array ``(...)``
+        Values in [0, 1]; NaN for an all-zero kernel.
+
+    Raises
+    ------
+    ValueError
+        If ``k`` or ``size`` is not an odd positive integer.
+
+    >>> import numpy as np
+    >>> round(float(centre_share(np.ones((1, 7, 7)))[0] * 49), 9)  # uniform mass: 9 of 49 entries
+    9.0
+    """
+    kernels = np.abs(np.asarray(kernels, dtype=np.float64))
+    k = kernels.shape[-1]
+    check_kernel_size(k)
+    size = min(check_kernel_size(size), k)
+    lo = (k - size) // 2
+    inner = kernels[..., lo : lo + size, lo : lo + size].sum(axis=(-2, -1))
+    total = kernels.sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return inner / total

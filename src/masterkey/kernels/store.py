@@ -1,0 +1,106 @@
+"""The kernel store: every depthwise kernel of a model in one ``.npz`` plus a parquet index.
+
+``results/kernels/{model}.npz`` holds one float32 array per kernel shape, keyed ``"{kh}x{kw}"``
+(``"7x7"``: ``(N, 7, 7)``; band kernels such as ``"1x11"`` get their own key), each kernel stored
+exactly as in the weight tensor, ``h[row, col]`` (docs/methods.md section 1).  The index
+``results/kernels/{model}.parquet`` has one row per kernel with :data:`INDEX_COLUMNS`; ``row`` is
+the kernel's row in ``arrays[kernel_size]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..core.errors import StaleFileError
+from ..core.io import atomic_paths, read_parquet
+
+__all__ = [
+    "INDEX_COLUMNS",
+    "INDEX_KEYS",
+    "kernel_key",
+    "save_kernels",
+    "load_kernels",
+    "load_index",
+    "square_kernel_sizes",
+]
+
+INDEX_COLUMNS = ["model", "layer", "stage", "block", "channel", "kernel_size", "row", "l2_norm", "mean"]
+"""Columns of a kernel index, in this order."""
+INDEX_KEYS = ["layer", "stage", "block", "channel", "kernel_size"]
+"""The columns that identify a kernel within a model (carried into per-kernel result tables)."""
+
+
+def kernel_key(height: int, width: int) -> str:
+    """The key of a kernel shape's array in the store.
+
+    Parameters
+    ----------
+    height, width : int
+        Kernel rows and columns (``h[row, col]``, docs/methods.md section 1).
+
+    Returns
+    -------
+    str
+        ``"{height}x{width}"``.
+
+    >>> kernel_key(7, 7), kernel_key(1, 11)
+    ('7x7', '1x11')
+    """
+    return f"{int(height)}x{int(width)}"
+
+
+def save_kernels(arrays: dict[str, np.ndarray], index: pd.DataFrame, npz_path, index_path) -> None:
+    """Write the kernel arrays (``.npz``, one array per kernel size) and the index (``.parquet``)."""
+    with atomic_paths(npz_path, index_path) as (npz_temp, index_temp):
+        with open(npz_temp, "wb") as handle:
+            np.savez(handle, **arrays)
+        index.to_parquet(index_temp, index=False)
+
+
+def load_kernels(npz_path) -> dict[str, np.ndarray]:
+    """The kernel arrays written by :func:`save_kernels`; a missing or corrupt file raises
+    :class:`~masterkey.core.errors.StaleFileError`."""
+    try:
+        with np.load(npz_path) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise StaleFileError(npz_path, "does not exist") from None
+    except (ValueError, OSError) as err:
+        raise StaleFileError(npz_path, f"is unreadable ({err})") from None
+
+
+def load_index(index_path) -> pd.DataFrame:
+    """The kernel index written by :func:`save_kernels` (checked for its columns)."""
+    index = read_parquet(index_path)
+    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+    if missing:
+        raise StaleFileError(index_path, f"is not a kernel index (no column {', '.join(missing)})")
+    index.attrs["path"] = str(index_path)  # named by errors about a stale index
+    return index
+
+
+def square_kernel_sizes(arrays: dict[str, np.ndarray]) -> list[str]:
+    """Keys of ``arrays`` holding square kernels of odd size ``>= 3`` (those with a 2-D
+    scale-space model, docs/methods.md section 3.9).
+
+    Parameters
+    ----------
+    arrays : dict of str to array ``(N, kh, kw)``
+        Kernel arrays as returned by :func:`load_kernels`.
+
+    Returns
+    -------
+    list of str
+        The qualifying keys, in the order of ``arrays``.
+
+    >>> import numpy as np
+    >>> square_kernel_sizes({"7x7": np.zeros((2, 7, 7)), "1x11": np.zeros((2, 1, 11))})
+    ['7x7']
+    """
+    keys = []
+    for key, array in arrays.items():
+        kh, kw = array.shape[1:]
+        if kh == kw and kh % 2 == 1 and kh >= 3:
+            keys.append(key)
+    return keys

@@ -1,0 +1,96 @@
+"""Fine-tuning a replaced network with its depthwise kernels frozen ([B] Sec. 5; docs/methods.md section 5).
+
+The demo model only: it retrains on the demo's training regions (rule ``finetune_frozen``).  Only
+the depthwise convolution *weights* are frozen (``requires_grad = False``, so AdamW's weight decay
+does not touch them either); their biases, the pointwise layers, norms and the head train with the
+demo recipe (AdamW, warm-up over the first 10 % of the steps, cosine decay, label smoothing 0.1)
+through the project's training loop (:func:`masterkey.training.loop.fit`).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+import pandas as pd
+import torch
+from torch import nn
+
+from ..data.demo import DemoDataset, DemoSettings, demo_dataset
+from ..nets.demo import demo_batches
+from ..nets.depthwise import find_depthwise_convs
+from ..training.evaluate import evaluate
+from ..training.loop import fit, warmup_cosine
+from .build import VariantInputs
+from .evaluation import apply_variant
+from .settings import FinetuneSettings
+from .variants import Variant, parse_variant
+
+__all__ = ["finetune_frozen_depthwise", "finetune_variant"]
+
+
+def finetune_frozen_depthwise(
+    model: nn.Module,
+    dataset: DemoDataset,
+    settings: FinetuneSettings,
+    seed: int,
+    weight_decay: float = 0.05,
+) -> pd.DataFrame:
+    """Retrain ``model`` on the demo's training regions with every depthwise kernel frozen
+    (see the module docstring).  Returns the per-step log; the model is left in eval mode."""
+    torch.manual_seed(seed)
+    frozen = {id(layer.module.weight) for layer in find_depthwise_convs(model)}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) not in frozen)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=weight_decay)
+    log = fit(
+        model,
+        demo_batches(dataset, settings.batch_size, seed + 2),
+        optimiser,
+        nn.CrossEntropyLoss(label_smoothing=0.1),
+        settings.steps,
+        lr_at=partial(warmup_cosine, base=settings.learning_rate, warmup=max(1, settings.steps // 10),
+                      total=settings.steps),  # fmt: skip
+        desc="finetune",
+    )
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    model.eval()
+    return log
+
+
+def finetune_variant(
+    model: nn.Module,
+    model_name: str,
+    variant: Variant | str,
+    inputs: VariantInputs,
+    demo: DemoSettings,
+    settings: FinetuneSettings,
+    seed: int,
+    *,
+    batch_size: int = 128,
+    max_images: int | None = None,
+) -> dict:
+    """Replace the kernels by ``variant``, fine-tune with them frozen, evaluate on the held-out
+    crops; returns the record of variant ``finetuned-<variant>`` (the fields of
+    :mod:`masterkey.replacement.evaluation` plus ``finetune_steps``, ``train_seconds`` and
+    ``final_train_loss``, the mean loss of the last 10 steps)."""
+    variant = parse_variant(variant) if isinstance(variant, str) else variant
+    summary = apply_variant(model, variant, inputs, seed=seed)
+    dataset = demo_dataset(demo, seed)
+    started = time.perf_counter()
+    log = finetune_frozen_depthwise(model, dataset, settings, seed, demo.weight_decay)
+    train_seconds = time.perf_counter() - started
+    eval_set = dataset.eval_set()
+    metrics = evaluate(model, eval_set, batch_size=batch_size, max_images=max_images)
+    return {
+        "model": model_name,
+        "dataset": eval_set.name,
+        "variant": f"finetuned-{variant.name}",
+        **metrics,
+        **summary,
+        "finetune_steps": settings.steps,
+        "train_seconds": round(train_seconds, 1),
+        "final_train_loss": float(log["train_loss"].iloc[-10:].mean()),
+    }

@@ -1,0 +1,181 @@
+"""The registry of replacement variants: names, their grammar, the inputs each needs, the builders.
+
+A *variant* says what every depthwise kernel of a network is replaced by ([B] Section 5, [Q];
+docs/methods.md section 5).  Kinds register themselves the way timm registers models
+(:func:`register_variant`); everything the workflow needs to know about them is derived from the
+registry: the grammar of names (:func:`parse_variant`, :func:`variant_pattern`), the inputs a
+variant needs beyond the kernels (:func:`variant_needs`), and the default list of a model
+(:func:`default_variants`).  The builders live in :mod:`masterkey.replacement.build`.
+
+Grammar (``<method>`` one of :data:`masterkey.scalespace.fitting.METHODS`):
+
+* ``learned`` - the kernels themselves (the baseline);
+* ``idealized-<method>`` and ``stage<i>-idealized-<method>`` (stage ``i`` only);
+* ``masterkey-<K>`` (own clustering, ``K >= 1``) and ``masterkey-published`` (the published 8);
+* ``random``, ``shuffled`` - the controls.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from ..core.errors import ConfigError
+from ..scalespace.fitting import METHODS
+
+__all__ = [
+    "LEARNED",
+    "PUBLISHED_KEYS",
+    "INPUTS",
+    "Variant",
+    "VariantKind",
+    "register_variant",
+    "variant_kinds",
+    "parse_variant",
+    "variant_pattern",
+    "variant_needs",
+    "variant_input_paths",
+    "default_variants",
+]
+
+LEARNED = "learned"
+PUBLISHED_KEYS = "published"
+INPUTS = ("fits", "master_keys", "published")
+"""Names of the inputs a variant may need beyond the model's kernels and index: the model's fits
+table, the own master key filters (``master_keys_<K>.npy``), the published filters."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A parsed variant name: its ``kind`` and the parameters its grammar carries."""
+
+    name: str
+    kind: str
+    method: str | None = None
+    num_keys: int | None = None  # None: the published 8
+    stage: int | None = None
+
+
+@dataclass(frozen=True)
+class VariantKind:
+    """A registered kind: ``pattern`` (regex with named groups for the parameters), ``needs``
+    (the :data:`INPUTS` a variant of this kind needs) and ``build`` (its kernel builder)."""
+
+    name: str
+    pattern: str
+    needs: Callable[[Variant], tuple[str, ...]]
+    build: Callable
+    defaults: Callable[[int], list[str]]
+
+
+_REGISTRY: dict[str, VariantKind] = {}
+
+
+def register_variant(
+    name: str,
+    pattern: str,
+    needs: tuple[str, ...] | Callable[[Variant], tuple[str, ...]] = (),
+    defaults: Callable[[int], list[str]] | None = None,
+):
+    """Decorator registering a builder as the variant kind ``name``.
+
+    ``pattern`` matches the whole variant name; its named groups ``method``, ``keys``, ``stage``
+    fill the :class:`Variant`.  ``defaults(num_master_keys)`` lists the names of this kind that a
+    model gets when the config lists no variants (registration order is table order).
+    """
+    if callable(needs):
+        needs_fn = needs
+    else:
+        unknown = sorted(set(needs) - set(INPUTS))
+        if unknown:
+            raise ValueError(f"variant kind {name}: unknown input(s) {unknown}; known: {INPUTS}")
+        needs_fn = lambda variant, fixed=tuple(needs): fixed  # noqa: E731
+
+    def decorator(build: Callable) -> Callable:
+        _REGISTRY[name] = VariantKind(name, pattern, needs_fn, build, defaults or (lambda keys: [name]))
+        return build
+
+    return decorator
+
+
+def variant_kinds() -> dict[str, VariantKind]:
+    """The registered kinds, in registration order."""
+    from . import build  # noqa: F401 - the builders register themselves on import
+
+    return dict(_REGISTRY)
+
+
+def _grammar() -> str:
+    return ", ".join(
+        [
+            "learned",
+            "random",
+            "shuffled",
+            f"idealized-<method> with method in {', '.join(METHODS)}",
+            "stage<i>-idealized-<method>",
+            "masterkey-<K>",
+            "masterkey-published",
+        ]
+    )
+
+
+def parse_variant(name: str, key: str = "replacement.variants") -> Variant:
+    """Parse a variant name.
+
+    Raises :class:`~masterkey.core.errors.ConfigError` (naming the config ``key``) for an unknown
+    name, listing the valid forms.
+
+    >>> parse_variant("stage2-idealized-C1")
+    Variant(name='stage2-idealized-C1', kind='idealized', method='C1', num_keys=None, stage=2)
+    """
+    for kind in variant_kinds().values():
+        match = re.fullmatch(kind.pattern, str(name))
+        if match is None:
+            continue
+        groups = match.groupdict()
+        keys = groups.get("keys")
+        return Variant(
+            str(name),
+            kind.name,
+            method=groups.get("method"),
+            num_keys=None if keys in (None, PUBLISHED_KEYS) else int(keys),
+            stage=None if groups.get("stage") is None else int(groups["stage"]),
+        )
+    if re.fullmatch(r"masterkey-\d+", str(name)):
+        raise ConfigError(key, f"variant {name!r}: the number of master keys must be >= 1 (no leading zeros)")
+    raise ConfigError(key, f"unknown replacement variant {name!r}; valid: {_grammar()}")
+
+
+def variant_pattern() -> str:
+    """A regex (no named groups) matching every valid variant name, for Snakemake's wildcards."""
+    patterns = [re.sub(r"\(\?P<\w+>", "(?:", kind.pattern) for kind in variant_kinds().values()]
+    return "|".join(f"(?:{pattern})" for pattern in patterns)
+
+
+def variant_needs(variant: Variant | str) -> tuple[str, ...]:
+    """The :data:`INPUTS` that ``variant`` needs beyond the model's kernels and index."""
+    variant = parse_variant(variant) if isinstance(variant, str) else variant
+    return variant_kinds()[variant.kind].needs(variant)
+
+
+def variant_input_paths(variant: Variant | str, patterns: Mapping[str, str], **fields) -> dict[str, str]:
+    """The paths of the inputs ``variant`` needs: ``patterns[name]`` (one per name of
+    :data:`INPUTS`) formatted with ``fields`` and the variant's ``num_keys``.
+
+    >>> patterns = {"fits": "{model}.parquet", "master_keys": "keys_{num_keys}.npy", "published": "8.txt"}
+    >>> variant_input_paths("masterkey-8", patterns, model="m")
+    {'master_keys': 'keys_8.npy'}
+    """
+    variant = parse_variant(variant) if isinstance(variant, str) else variant
+    needs = variant_needs(variant)
+    return {name: patterns[name].format(num_keys=variant.num_keys, **fields) for name in needs}
+
+
+def default_variants(num_master_keys: int) -> list[str]:
+    """Every variant of a model when the config lists none, in table order.
+
+    >>> default_variants(8)[:3], default_variants(8)[-4:]
+    (['learned', 'idealized-A', 'idealized-B'], ['masterkey-8', 'masterkey-published', 'random', 'shuffled'])
+    """
+    return [name for kind in variant_kinds().values() for name in kind.defaults(num_master_keys)]

@@ -1,0 +1,379 @@
+"""Every figure function renders from small fixture inputs, in the project style, byte-identically.
+
+The inputs are made by the library's own table builders from planted kernels (no workflow run):
+the published-filter tables from noisy templates of the 8 published types, per-kernel fits of two
+planted stages, a clustering of planted kernels with a stand-in latent code and decoder, the master
+keys selected from it, and replacement tables from made-up accuracy records.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import zlib
+from functools import cache
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+import masterkey.plotting.clustering as clustering_figures
+import masterkey.plotting.replacement as replacement_figures
+import masterkey.plotting.scalespace as scalespace_figures
+from masterkey.plotting import style
+from masterkey.scalespace.templates import model_templates
+
+REPO = Path(__file__).resolve().parents[2]
+PLOTTING = REPO / "src" / "masterkey" / "plotting"
+PUBLISHED_TYPES = ["dy+", "dx-", "dy-", "dx+", "dx", "dy", "id-lap", "T"]
+CLUSTER_TYPES = ["T", "dx", "dy", "dxx"]
+
+
+def _template(kind: str, sx: float = 0.9, sy: float = 0.7) -> np.ndarray:
+    if kind == "id-lap":
+        return model_templates(kind, 7, 0.8, None, 0.5)
+    if kind == "lap":
+        return model_templates(kind, 7, sx, None)
+    return model_templates(kind, 7, sx, sy)
+
+
+@cache
+def inputs() -> dict:
+    """All fixture tables and arrays (built once per process; deterministic)."""
+    from masterkey.clustering.clusters import cluster_pool
+    from masterkey.clustering.master_keys import candidate_latents, compare_with_published, select_master_keys
+    from masterkey.clustering.pool import pool_arrays
+    from masterkey.clustering.settings import ClusteringSettings
+    from masterkey.kernels.similarity import centre_norm
+    from masterkey.scalespace.models import explained_share, fit_model_kernels
+    from masterkey.scalespace.published import published_fits_table, published_spread_table
+
+    rng = np.random.default_rng(0)
+    published = np.stack([_template(t) + rng.normal(0, 0.004, (7, 7)) for t in PUBLISHED_TYPES])
+    published_fits = published_fits_table(published, types=PUBLISHED_TYPES)
+    published_spread = published_spread_table(published, PUBLISHED_TYPES)
+
+    # Per-kernel fits of a model: two stages of scaled, slightly noisy templates.
+    kinds = ["T", "dx", "dy+", "dxx", "lap", "id-lap"]
+    kernels = np.stack(
+        [
+            rng.uniform(0.5, 2) * _template(t, 0.7 + 0.2 * s, 0.9) + rng.normal(0, 0.01, (7, 7))
+            for s in (0, 1)
+            for t in kinds
+        ]
+    ).astype(np.float32)
+    n = len(kernels)
+    stage = np.repeat([0, 1], len(kinds))
+    index = pd.DataFrame(
+        {
+            "model": "m",
+            "layer": [f"stages.{s}.blocks.0.conv_dw" for s in stage],
+            "stage": stage,
+            "block": 0,
+            "channel": np.arange(n) % len(kinds),
+            "kernel_size": "7x7",
+            "row": np.arange(n),
+            "l2_norm": 1.0,
+            "mean": 0.0,
+        }
+    )
+    fits = fit_model_kernels({"7x7": kernels}, index, "m")
+
+    # Clustering: two models, two layers each, planted types; the latent code is the type's
+    # position on [0, 1] plus noise, the "decoder" returns the template nearest to a latent value.
+    base = centre_norm(np.stack([_template(t, 1.0, 1.0) for t in CLUSTER_TYPES]))
+    per_model, latents = {}, []
+    for model in ("m1", "m2"):
+        types = np.arange(48) % len(CLUSTER_TYPES)
+        arrays = (base[types] + rng.normal(0, 0.05, (48, 7, 7))).astype(np.float32)
+        layers = np.repeat([0, 1], 24)
+        per_model[model] = (
+            arrays,
+            pd.DataFrame(
+                {
+                    "model": model,
+                    "layer": [f"stages.{s}.blocks.0.conv_dw" for s in layers],
+                    "stage": layers,
+                    "block": 0,
+                    "channel": np.arange(48),
+                    "kernel_size": "7x7",
+                    "row": np.arange(48),
+                }
+            ),
+        )
+        latents.append(types / (len(CLUSTER_TYPES) - 1) + rng.normal(0, 0.02, 48))
+    pool = pool_arrays(per_model, kernel_size=7, seed=0)
+    latents = np.clip(np.concatenate(latents), 0, 1)[:, None].astype(np.float32)
+
+    def decode(z):
+        position = np.clip(np.rint(np.asarray(z)[:, 0] * (len(CLUSTER_TYPES) - 1)), 0, len(CLUSTER_TYPES) - 1)
+        return base[position.astype(int)]
+
+    settings = ClusteringSettings(k=len(CLUSTER_TYPES), kmeans_n_init=2, raw_kmeans_max_kernels=96)
+    clustering = cluster_pool(pool, latents, settings, seed=0, decode=decode, progress=None)
+    grid = candidate_latents(12)
+    keys = select_master_keys(pool.kernels, decode(grid) + rng.normal(0, 0.01, (12, 7, 7)), 3, grid)
+    comparison = compare_with_published(keys.keys, published, latents=keys.latents)
+
+    replacement, stages = replacement_tables()
+    return {
+        "published": published,
+        "published_fits": published_fits,
+        "published_spread": published_spread,
+        "fits": fits,
+        "share": explained_share(fits),
+        "clustering": clustering,
+        "keys": keys,
+        "comparison": comparison,
+        "replacement": replacement,
+        "stages": stages,
+    }
+
+
+def replacement_tables():
+    from masterkey.replacement.tables import replacement_table, stages_table
+
+    records, stage_records = [], []
+    for model, learned in (("demo", 0.8), ("other", 0.7)):
+        for i, variant in enumerate(["learned", "idealized-D1", "masterkey-8", "random", "shuffled"]):
+            top1 = learned - 0.1 * i
+            records.append(
+                {
+                    "model": model,
+                    "variant": variant,
+                    "dataset": "held-out",
+                    "top1": top1,
+                    "top5": min(1.0, top1 + 0.15),
+                    "images": 100,
+                    "replaced": 0 if i == 0 else 1840,
+                    "kept": 0,
+                    "relative_change_median": 0.1 * i,
+                }
+            )
+        for stage in range(4):
+            stage_records.append(
+                {
+                    "model": model,
+                    "stage": stage,
+                    "method": "D1",
+                    "variant": f"stage{stage}-idealized-D1",
+                    "top1": learned - 0.05 * stage,
+                    "top5": 0.95,
+                    "replaced": 100,
+                }
+            )
+    baselines = [r for r in records if r["variant"] == "learned"]
+    return replacement_table(records), stages_table(stage_records, baselines)
+
+
+def _save(make_figure):
+    """A renderer ``render(*paths)``: the figure function returns a Figure, saved by style.save_figure."""
+
+    def render(*paths):
+        figure = make_figure()
+        assert isinstance(figure, Figure), type(figure)
+        style.save_figure(figure, *paths)
+        assert not plt.fignum_exists(figure.number)  # save_figure closed it
+
+    return render
+
+
+def figure_renderers() -> dict:
+    """Figure function name -> function(*paths) drawing it from the fixture inputs."""
+    data = inputs()
+    ss, cl, rp = scalespace_figures, clustering_figures, replacement_figures
+    result, keys = data["clustering"], data["keys"]
+    return {
+        "plot_published_models": _save(
+            lambda: ss.plot_published_models(data["published"], data["published_fits"])
+        ),
+        "plot_published_spread": _save(
+            lambda: ss.plot_published_spread(data["published"], data["published_spread"])
+        ),
+        "plot_fitted_scales": _save(lambda: ss.plot_fitted_scales(data["fits"], "m")),
+        "plot_residuals": _save(lambda: ss.plot_residuals(data["fits"], "m")),
+        "plot_explained_share": _save(lambda: ss.plot_explained_share(data["share"], "m")),
+        "plot_prototypes": _save(
+            lambda: cl.plot_prototypes(result.prototypes, result.clusters, result.decoded)
+        ),
+        "plot_cluster_membership": _save(
+            lambda: cl.plot_cluster_membership(result.assignments, result.clusters, "m1")
+        ),
+        "plot_latent_histograms": _save(
+            lambda: cl.plot_latent_histograms(result.assignments, result.clusters)
+        ),
+        "plot_master_keys": _save(lambda: cl.plot_master_keys(keys.keys, data["comparison"])),
+        "plot_error_curve": _save(lambda: cl.plot_error_curve(keys.selection.curve, 3)),
+        "plot_replacement_accuracy": _save(lambda: rp.plot_replacement_accuracy(data["replacement"])),
+        "plot_replacement_stages": _save(lambda: rp.plot_replacement_stages(data["stages"])),
+    }
+
+
+def render_all(directory: Path) -> dict[str, str]:
+    """Render every figure as PNG and PDF into ``directory``; file name -> sha256."""
+    digests = {}
+    for name, render in figure_renderers().items():
+        matplotlib.rcdefaults()  # each function must set the style itself
+        paths = [directory / f"{name}.png", directory / f"{name}.pdf"]
+        render(*paths)
+        digests.update({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths})
+    return digests
+
+
+def png_size_and_dpi(path: Path) -> tuple[int, int, float]:
+    """Width, height (pixels) and horizontal resolution (dots per inch) from a PNG's chunks."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    position, dpi = 8, None
+    while position < len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        body = data[position + 8 : position + 8 + length]
+        assert (
+            zlib.crc32(kind + body)
+            == struct.unpack(">I", data[position + 8 + length : position + 12 + length])[0]
+        )
+        if kind == b"pHYs":
+            per_metre, _, unit = struct.unpack(">IIB", body)
+            assert unit == 1
+            dpi = per_metre * 0.0254
+        position += 12 + length
+    return width, height, dpi
+
+
+RENDER_IN_SUBPROCESS = (
+    "import json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+    "import test_plotting_figures as t; print(json.dumps(t.render_all(Path(sys.argv[2]))))"
+)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """Every figure drawn here and, at the same time, in a fresh interpreter with another hash seed."""
+    here, there = tmp_path_factory.mktemp("here"), tmp_path_factory.mktemp("fresh")
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "MPLBACKEND": "Agg"}
+    fresh = subprocess.Popen(
+        [sys.executable, "-c", RENDER_IN_SUBPROCESS, str(Path(__file__).parent), str(there)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        digests = render_all(here)
+    finally:
+        out, err = fresh.communicate(timeout=600)
+    assert fresh.returncode == 0, err[-3000:]
+    return here, digests, there, json.loads(out.splitlines()[-1])
+
+
+def plotting_functions() -> set[str]:
+    """Every public ``plot_*`` function of the masterkey.plotting modules."""
+    names = set()
+    for path in PLOTTING.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names |= {
+            node.name
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("plot_")
+        }
+    return names
+
+
+def test_every_figure_function_has_a_fixture():
+    assert plotting_functions() == set(figure_renderers()), "add new figure functions to figure_renderers()"
+
+
+def test_every_figure_renders_in_the_project_style(rendered):
+    directory, digests, *_ = rendered
+    assert len(digests) == 2 * len(figure_renderers())
+    for name in figure_renderers():
+        width, height, dpi = png_size_and_dpi(directory / f"{name}.png")
+        assert dpi == pytest.approx(style.RC_PARAMS["savefig.dpi"], rel=1e-3), name  # style applied
+        inches = width / dpi
+        # Readable in a paper: at most the text width (legends beside the axes may add a little).
+        assert 0.5 * style.COLUMN_WIDTH <= inches <= 1.15 * style.TEXT_WIDTH, (name, inches)
+        assert 100 < height, name
+        pdf = (directory / f"{name}.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF"), name
+        assert b"/CreationDate" not in pdf and b"/ModDate" not in pdf and b"Matplotlib" not in pdf, name
+        assert b"masterkey" in pdf, name  # fixed Creator/Producer
+    sizes = {name: (directory / f"{name}.png").stat().st_size for name in figure_renderers()}
+    assert min(sizes.values()) > 10_000, sizes  # something was drawn
+
+
+def test_rerun_gives_identical_bytes(rendered):
+    """PNG and PDF of a rerun (fresh process, as under Snakemake) equal those drawn here."""
+    here, digests, there, fresh = rendered
+    assert sorted(p.name for p in there.iterdir()) == sorted(p.name for p in here.iterdir())
+    assert fresh == digests
+
+
+def test_figure_code_goes_through_the_style_module():
+    """Scripts draw nothing themselves; plotting modules save only through style.save_figure."""
+    scripts = sorted((REPO / "scripts").rglob("*.py"))
+    assert any(script.name.startswith("figure_") for script in scripts)
+    for script in scripts:
+        source = script.read_text()
+        name = script.relative_to(REPO / "scripts")
+        assert "matplotlib" not in source and "savefig" not in source, f"{name} draws a figure itself"
+        if script.name.startswith("figure_"):
+            assert "save_figure(" in source, f"{name} does not save through style.save_figure"
+    for module in sorted(PLOTTING.glob("*.py")):
+        if module.name in ("style.py", "__init__.py"):
+            continue
+        source = module.read_text()
+        assert ".savefig(" not in source, f"{module.name} saves without style.save_figure"
+        tree = ast.parse(source)
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("plot_"):
+                body = ast.get_source_segment(source, node)
+                assert "apply_style()" in body, f"{module.name}:{node.name} does not call apply_style()"
+
+
+def test_style_sizes_and_metadata():
+    assert style.COLUMN_WIDTH < style.TEXT_WIDTH
+    assert all(style.RC_PARAMS[key] >= 6 for key in ("font.size", "xtick.labelsize", "legend.fontsize"))
+    assert style.PDF_METADATA["CreationDate"] is None and style.PDF_METADATA["ModDate"] is None
+
+
+def test_shrink_png_for_the_readme(rendered, tmp_path):
+    here, *_ = rendered
+    source = here / "plot_published_models.png"
+    target = style.shrink_png(source, tmp_path / "docs" / "small.png", max_width=600, max_bytes=60_000)
+    width, height, _ = png_size_and_dpi(target)
+    source_width, source_height, _ = png_size_and_dpi(source)
+    assert width <= 600 and target.stat().st_size <= 60_000
+    assert abs(height / width - source_height / source_width) < 0.01  # aspect ratio kept
+    first = target.read_bytes()
+    style.shrink_png(source, target, max_width=600, max_bytes=60_000)
+    assert target.read_bytes() == first
+    with pytest.raises(ValueError, match="no copy of at most 100 bytes"):
+        style.shrink_png(source, tmp_path / "never.png", max_bytes=100)
+    assert not (tmp_path / "never.png").exists()
+
+
+def test_readme_demo_figures_are_small_and_regenerated_by_make_docs():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## Demo results\n", 1)[1].split("\n## ", 1)[0]
+    images = re.findall(r"!\[[^\]]+\]\((docs/[\w.-]+\.png)\)", section)
+    assert len(images) >= 5
+    makefile = (REPO / "Makefile").read_text()
+    listed = re.search(r"^DOCS_FIGURES := ((?:.*\\\n)*.*)$", makefile, re.M).group(1)
+    listed = listed.replace("\\\n", " ").split()
+    assert sorted(images) == sorted(f"docs/{name}.png" for name in listed)
+    for image in images:
+        path = REPO / image
+        assert path.is_file() and path.stat().st_size <= 150_000, image
+        width, _, _ = png_size_and_dpi(path)
+        assert 300 <= width <= 1100, (image, width)
