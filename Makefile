@@ -8,11 +8,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-# Offline copy of the 8 published filters, used when present (see README).
-SHARED_FILTERS := ../shared/reference/master_key_filters_8.txt
-PUBLISHED_FILTERS ?= $(if $(wildcard $(SHARED_FILTERS)),$(SHARED_FILTERS),)
-FILTERS_ARG := $(if $(PUBLISHED_FILTERS),--config published_filters=$(PUBLISHED_FILTERS),)
-
 # `make report CONFIGFILE=config/paper.yaml`: the report of another config (default: the demo).
 CONFIGFILE ?=
 CONFIG_ARG := $(if $(CONFIGFILE),--configfile $(CONFIGFILE),)
@@ -34,27 +29,28 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: $(STAMP)  ## the embedded offline demo (config.yaml)
-	$(BIN)/snakemake --cores $(CORES) $(FILTERS_ARG)
+	$(BIN)/snakemake --cores $(CORES)
 
 test: $(STAMP)  ## the whole test suite (offline)
 	$(BIN)/python -m pytest
 
 paper: $(STAMP)  ## full reproduction (config/paper.yaml; needs network or a filled hub cache)
-	$(BIN)/snakemake --cores $(CORES) --configfile config/paper.yaml $(FILTERS_ARG)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/paper.yaml
 
 report: $(STAMP)  ## run the workflow where needed, then the HTML report $(REPORT) (CONFIGFILE=... for another config)
-	$(BIN)/snakemake --cores $(CORES) $(CONFIG_ARG) $(FILTERS_ARG)
-	$(BIN)/snakemake $(CONFIG_ARG) $(FILTERS_ARG) --report $(REPORT)
+	$(BIN)/snakemake --cores $(CORES) $(CONFIG_ARG)
+	$(BIN)/snakemake $(CONFIG_ARG) --report $(REPORT)
 
 docs: $(STAMP)  ## small copies of the demo's key figures for the README (docs/*.png)
-	$(BIN)/snakemake --cores $(CORES) $(DOCS_SOURCES) $(FILTERS_ARG)
-	$(BIN)/python scripts/docs_figures.py --out docs $(DOCS_SOURCES)
+	$(BIN)/snakemake --cores $(CORES) $(DOCS_SOURCES)
+	$(BIN)/python -m masterkey.plotting.docs --out docs $(DOCS_SOURCES)
 
 dry-run-paper: $(STAMP)
-	$(BIN)/snakemake -n --configfile config/paper.yaml $(FILTERS_ARG)
+	$(BIN)/snakemake -n --configfile config/paper.yaml
 
-lint: $(STAMP)
+lint: $(STAMP)  ## snakemake --lint, snakefmt and ruff (all must be clean)
 	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/
 	$(BIN)/ruff check src tests scripts benchmarks
 
 clean:  ## remove results and logs (keeps downloaded weights in resources/)

@@ -1,6 +1,8 @@
 # masterkey: what depthwise-separable CNNs learn in their depthwise filters.
 # Default config = the embedded offline demo; full reproduction:
 #   snakemake --configfile config/paper.yaml
+# One rule file per stage (workflow/rules/<stage>.smk), one script per rule
+# (scripts/<stage>/<rule>.py), one library package per stage (src/masterkey/<stage>/).
 from snakemake.utils import min_version
 
 min_version("9.20")
@@ -14,14 +16,13 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/resources.smk"
-include: "workflow/rules/weights.smk"
-include: "workflow/rules/kernels.smk"
+include: "workflow/rules/nets.smk"
 include: "workflow/rules/scalespace.smk"
 include: "workflow/rules/clustering.smk"
 include: "workflow/rules/replacement.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

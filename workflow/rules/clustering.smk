@@ -1,7 +1,41 @@
-# Stage: autoencoder clustering of depthwise kernels and master key filter selection
-# (methods.md section 4; [A], [Q]). Threads and resources: helpers of resources.smk.
-# Figures and tables are report items (captions in workflow/report/); the
-# plot_* rules are cheap and run on the submit host under Slurm (localrule).
+# Stage "clustering" ([A], [Q]; masterkey.clustering; docs/methods.md section 4): autoencoder
+# clustering of depthwise kernels and master key filter selection. Threads and resources: the
+# helpers of resources.smk. Figures and tables are report items (captions in workflow/report/);
+# the figure rules are cheap and run on the submit host under Slurm (localrule).
+from masterkey.clustering.settings import ClusteringSettings
+
+CATEGORY_CLUSTERING = "3. Clustering ([A])"
+CATEGORY_MASTER_KEYS = "4. Master key filters ([Q])"
+CLUSTERING = ClusteringSettings.from_config(config)
+CLUSTERING_INPUT = {
+    "kernels": expand("results/kernels/{model}.npz", model=MODELS),
+    "indices": expand("results/kernels/{model}.parquet", model=MODELS),
+}
+CLUSTERING_PARAMS = {
+    "models": list(MODELS),
+    "settings": CLUSTERING.as_dict(),
+    "seed": config["seed"],
+}
+FIGURE_RESOURCES = {
+    "mem_mb": scaled_mem_mb(base=2000, per_input_mb=4),
+    "runtime": scaled_runtime(base=10, per_gb=30),
+}
+
+
+_FIGURES = [
+    "cluster_prototypes",
+    "latent_histograms",
+    f"master_keys_{CLUSTERING.num_master_keys}",
+    f"master_key_error_curve_{CLUSTERING.num_master_keys}",
+    *(f"cluster_membership_{model}" for model in MODELS),
+]
+CLUSTERING_TARGETS = [
+    *expand("results/tables/classification.{ext}", ext=TABLE_EXTS),
+    f"results/clustering/master_keys_{CLUSTERING.num_master_keys}.npy",
+    *expand(f"results/tables/master_keys_{CLUSTERING.num_master_keys}_vs_published.{{ext}}", ext=TABLE_EXTS),
+    *expand("results/figures/{name}.{ext}", name=_FIGURES, ext=FIGURE_EXTS),
+]
+
 
 rule train_autoencoder:
     input:
@@ -18,15 +52,15 @@ rule train_autoencoder:
         ),
     log:
         "logs/clustering/train_autoencoder.log",
-    params:
-        **CLUSTERING_PARAMS,
+    conda:
+        "../envs/masterkey.yaml"
     threads: GPU_THREADS
     resources:
         **gpu_resources(mem_mb=4000, runtime=30, per_input_mb=6, per_gb_minutes=60),
-    conda:
-        "../envs/masterkey.yaml"
+    params:
+        **CLUSTERING_PARAMS,
     script:
-        "../../scripts/train_autoencoder.py"
+        "../../scripts/clustering/train_autoencoder.py"
 
 
 rule cluster:
@@ -46,26 +80,28 @@ rule cluster:
             labels={"item": "clusters", "paper": "[A]", "kind": "table"},
         ),
         raw_clusters="results/clustering/raw_clusters.csv",
-        table_csv=report(
-            "results/tables/classification.csv",
-            caption="../report/classification.rst",
-            category=CATEGORY_CLUSTERING,
-            labels={"item": "classified share", "paper": "[A]", "kind": "table"},
-        ),
-        table_md="results/tables/classification.md",
-        table_tex="results/tables/classification.tex",
+        table=[
+            report(
+                "results/tables/classification.csv",
+                caption="../report/classification.rst",
+                category=CATEGORY_CLUSTERING,
+                labels={"item": "classified share", "paper": "[A]", "kind": "table"},
+            ),
+            "results/tables/classification.md",
+            "results/tables/classification.tex",
+        ],
     log:
         "logs/clustering/cluster.log",
-    params:
-        **CLUSTERING_PARAMS,
+    conda:
+        "../envs/masterkey.yaml"
     threads: scaled_threads(per_gb=4, minimum=2)
     resources:
         mem_mb=scaled_mem_mb(base=4000, per_input_mb=8),
         runtime=scaled_runtime(base=15, per_gb=60),
-    conda:
-        "../envs/masterkey.yaml"
+    params:
+        **CLUSTERING_PARAMS,
     script:
-        "../../scripts/cluster.py"
+        "../../scripts/clustering/cluster.py"
 
 
 rule select_master_keys:
@@ -76,31 +112,33 @@ rule select_master_keys:
     output:
         master_keys="results/clustering/master_keys_{num_keys}.npy",
         curve="results/clustering/master_key_error_curve_{num_keys}.csv",
-        table_csv=report(
-            "results/tables/master_keys_{num_keys}_vs_published.csv",
-            caption="../report/master_keys_vs_published.rst",
-            category=CATEGORY_MASTER_KEYS,
-            labels={"item": "vs the published 8", "paper": "[Q]", "kind": "table"},
-        ),
-        table_md="results/tables/master_keys_{num_keys}_vs_published.md",
-        table_tex="results/tables/master_keys_{num_keys}_vs_published.tex",
+        table=[
+            report(
+                "results/tables/master_keys_{num_keys}_vs_published.csv",
+                caption="../report/master_keys_vs_published.rst",
+                category=CATEGORY_MASTER_KEYS,
+                labels={"item": "vs the published 8", "paper": "[Q]", "kind": "table"},
+            ),
+            "results/tables/master_keys_{num_keys}_vs_published.md",
+            "results/tables/master_keys_{num_keys}_vs_published.tex",
+        ],
     log:
-        "logs/clustering/select_master_keys_{num_keys}.log",
+        "logs/clustering/select_master_keys/{num_keys}.log",
     wildcard_constraints:
         num_keys=r"\d+",
-    params:
-        **CLUSTERING_PARAMS,
+    conda:
+        "../envs/masterkey.yaml"
     threads: scaled_threads(per_gb=4, minimum=2)
     resources:
         mem_mb=scaled_mem_mb(base=4000, per_input_mb=8),
         runtime=scaled_runtime(base=15, per_gb=60),
-    conda:
-        "../envs/masterkey.yaml"
+    params:
+        **CLUSTERING_PARAMS,
     script:
-        "../../scripts/select_master_keys.py"
+        "../../scripts/clustering/select_master_keys.py"
 
 
-rule plot_cluster_prototypes:
+rule figure_cluster_prototypes:
     input:
         prototypes="results/clustering/prototypes.npy",
         decoded="results/clustering/prototypes_decoded.npy",
@@ -113,19 +151,18 @@ rule plot_cluster_prototypes:
             category=CATEGORY_CLUSTERING,
             labels={"item": "cluster prototypes", "paper": "[A]", "kind": "figure"},
         ),
-    resources:
-        mem_mb=scaled_mem_mb(base=2000, per_input_mb=4),
-        runtime=scaled_runtime(base=10, per_gb=30),
     log:
-        "logs/clustering/plot_cluster_prototypes.log",
+        "logs/clustering/figure_cluster_prototypes.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
+    resources:
+        **FIGURE_RESOURCES,
     script:
-        "../../scripts/plot_clustering.py"
+        "../../scripts/clustering/figure_cluster_prototypes.py"
 
 
-rule plot_cluster_membership:
+rule figure_cluster_membership:
     input:
         assignments="results/clustering/assignments.parquet",
         clusters="results/clustering/clusters.csv",
@@ -138,19 +175,18 @@ rule plot_cluster_membership:
             subcategory="{model}",
             labels={"item": "per-layer cluster proportions", "paper": "[A]", "kind": "figure"},
         ),
-    resources:
-        mem_mb=scaled_mem_mb(base=2000, per_input_mb=4),
-        runtime=scaled_runtime(base=10, per_gb=30),
     log:
-        "logs/clustering/plot_cluster_membership_{model}.log",
+        "logs/clustering/figure_cluster_membership/{model}.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
+    resources:
+        **FIGURE_RESOURCES,
     script:
-        "../../scripts/plot_clustering.py"
+        "../../scripts/clustering/figure_cluster_membership.py"
 
 
-rule plot_latent_histograms:
+rule figure_latent_histograms:
     input:
         assignments="results/clustering/assignments.parquet",
         clusters="results/clustering/clusters.csv",
@@ -162,19 +198,18 @@ rule plot_latent_histograms:
             category=CATEGORY_CLUSTERING,
             labels={"item": "latent-code histograms", "paper": "[A]", "kind": "figure"},
         ),
-    resources:
-        mem_mb=scaled_mem_mb(base=2000, per_input_mb=4),
-        runtime=scaled_runtime(base=10, per_gb=30),
     log:
-        "logs/clustering/plot_latent_histograms.log",
+        "logs/clustering/figure_latent_histograms.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
+    resources:
+        **FIGURE_RESOURCES,
     script:
-        "../../scripts/plot_clustering.py"
+        "../../scripts/clustering/figure_latent_histograms.py"
 
 
-rule plot_master_keys:
+rule figure_master_keys:
     input:
         master_keys="results/clustering/master_keys_{num_keys}.npy",
         comparison="results/tables/master_keys_{num_keys}_vs_published.csv",
@@ -186,21 +221,20 @@ rule plot_master_keys:
             category=CATEGORY_MASTER_KEYS,
             labels={"item": "master key filters", "paper": "[Q]", "kind": "figure"},
         ),
-    resources:
-        mem_mb=scaled_mem_mb(base=2000, per_input_mb=4),
-        runtime=scaled_runtime(base=10, per_gb=30),
     log:
-        "logs/clustering/plot_master_keys_{num_keys}.log",
+        "logs/clustering/figure_master_keys/{num_keys}.log",
     wildcard_constraints:
         num_keys=r"\d+",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
+    resources:
+        **FIGURE_RESOURCES,
     script:
-        "../../scripts/plot_clustering.py"
+        "../../scripts/clustering/figure_master_keys.py"
 
 
-rule plot_master_key_error_curve:
+rule figure_master_key_error_curve:
     input:
         curve="results/clustering/master_key_error_curve_{num_keys}.csv",
     output:
@@ -211,15 +245,14 @@ rule plot_master_key_error_curve:
             category=CATEGORY_MASTER_KEYS,
             labels={"item": "greedy error curve", "paper": "[Q]", "kind": "figure"},
         ),
-    resources:
-        mem_mb=scaled_mem_mb(base=2000, per_input_mb=4),
-        runtime=scaled_runtime(base=10, per_gb=30),
     log:
-        "logs/clustering/plot_master_key_error_curve_{num_keys}.log",
+        "logs/clustering/figure_master_key_error_curve/{num_keys}.log",
     wildcard_constraints:
         num_keys=r"\d+",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
+    resources:
+        **FIGURE_RESOURCES,
     script:
-        "../../scripts/plot_clustering.py"
+        "../../scripts/clustering/figure_master_key_error_curve.py"

@@ -1,8 +1,92 @@
-# Stage 5: replace the learned depthwise kernels by idealized / master key filters and
-# evaluate without retraining (methods.md section 5; [B] Section 5, [Q]).
-# The demo model is evaluated on its held-out split; timm models on imagenet_val,
-# decoded once per preprocessing setting into EVAL_CACHE.
-# Settings, inputs and targets: the replacement section of common.smk.
+# Stage "replacement" ([B] Section 5, [Q]; masterkey.replacement; docs/methods.md section 5):
+# replace the learned depthwise kernels by idealized / master key filters and evaluate without
+# retraining. The demo model is evaluated on its held-out split; timm models on imagenet_val,
+# decoded once per preprocessing setting into EVAL_CACHE. Variant names, their grammar and the
+# inputs each needs come from the library's variant registry.
+import sys
+
+from masterkey.data.preprocessing import (
+    IMAGENET_1K_CLASSES,
+    classifier_classes,
+    preprocessing_for_model,
+    preprocessing_with_key,
+)
+from masterkey.replacement.settings import ReplacementSettings
+from masterkey.replacement.variants import (
+    default_variants,
+    parse_variant,
+    variant_input_paths,
+    variant_pattern,
+)
+from masterkey.scalespace.fitting import METHODS
+
+CATEGORY_REPLACEMENT = "5. Replacement ([B] Section 5, [Q])"
+IMAGENET_VAL = config["imagenet_val"]
+EVAL_CACHE = (config["eval_cache"] or "results/eval_cache").rstrip("/")
+try:
+    REPLACEMENT = ReplacementSettings.from_config(config)
+    VARIANTS = list(REPLACEMENT.variants or default_variants(CLUSTERING.num_master_keys))
+    for _variant in VARIANTS:
+        parse_variant(_variant)
+    if "learned" not in VARIANTS:
+        VARIANTS = ["learned", *VARIANTS]
+    FINETUNE = REPLACEMENT.finetune
+    for _variant in FINETUNE.variants:
+        parse_variant(_variant, key="replacement.finetune.variants")
+    NON_1K_MODELS = [name for name in TIMM_MODELS if classifier_classes(name) != IMAGENET_1K_CLASSES]
+    # the decoded ImageNet images a model is evaluated on (one cache per pixel preprocessing; the
+    # demo has its own held-out split)
+    EVAL_CACHE_INPUT = {
+        name: {"eval_cache": f"{EVAL_CACHE}/imagenet_val_{preprocessing_for_model(name).key()}.npy"}
+        for name in TIMM_MODELS
+    } | {name: {} for name in DEMO_MODELS}
+except UserError as err:
+    raise config_error(err) from None
+
+EVAL_MODELS = [name for name in MODELS if name in DEMO_MODELS or (IMAGENET_VAL and name not in NON_1K_MODELS)]
+FINETUNE_MODELS = DEMO_MODELS if FINETUNE.enabled else []
+if IMAGENET_VAL and NON_1K_MODELS:
+    print(
+        f"replacement: {len(NON_1K_MODELS)} model(s) without an ImageNet-1k head (in22k/in12k/fcmae) "
+        "are analysed but not evaluated",
+        file=sys.stderr,
+    )
+if TIMM_MODELS and not IMAGENET_VAL:
+    print(
+        f"replacement: imagenet_val is not set - the ImageNet-1k evaluation of {len(TIMM_MODELS)} timm "
+        "model(s) is left out (set imagenet_val: /path/to/ILSVRC2012/val to include it)",
+        file=sys.stderr,
+    )
+EVAL_PARAMS = {
+    "demo": DEMO.as_dict(),
+    "seed": config["seed"],
+    "batch_size": REPLACEMENT.batch_size,
+    "max_images": REPLACEMENT.max_images,
+}
+# The path of each input a variant may need (masterkey.replacement.variants.INPUTS; the registry
+# says which one a variant needs).
+VARIANT_INPUTS = {
+    "fits": "results/fits/{model}.parquet",
+    "published": PUBLISHED_FILTERS,
+    "master_keys": "results/clustering/master_keys_{num_keys}.npy",
+}
+REPLACEMENT_RESULTS = [
+    *expand("results/replacement/{model}/{variant}.json", model=EVAL_MODELS, variant=VARIANTS),
+    *expand(
+        "results/replacement/{model}/finetuned-{variant}.json",
+        model=FINETUNE_MODELS,
+        variant=FINETUNE.variants,
+    ),
+]
+REPLACEMENT_TABLES = ["replacement", "replacement_stages"] if REPLACEMENT.stages else ["replacement"]
+REPLACEMENT_FIGURES = (
+    ["replacement_accuracy", "replacement_stages"] if REPLACEMENT.stages else ["replacement_accuracy"]
+)
+# Nothing when no model can be evaluated.
+REPLACEMENT_TARGETS = [
+    *expand("results/tables/{name}.{ext}", name=REPLACEMENT_TABLES if EVAL_MODELS else [], ext=TABLE_EXTS),
+    *expand("results/figures/{name}.{ext}", name=REPLACEMENT_FIGURES if EVAL_MODELS else [], ext=FIGURE_EXTS),
+]
 
 
 rule prepare_eval_cache:
@@ -11,83 +95,97 @@ rule prepare_eval_cache:
         labels=f"{EVAL_CACHE}/imagenet_val_{{key}}.labels.npy",
         meta=f"{EVAL_CACHE}/imagenet_val_{{key}}.json",
     log:
-        "logs/prepare_eval_cache/{key}.log",
-    params:
-        root=IMAGENET_VAL,
-        preprocessing=lambda wildcards: preprocessing_with_key(wildcards.key),
-    threads: REPLACEMENT["decode_workers"]
+        "logs/replacement/prepare_eval_cache/{key}.log",
+    conda:
+        "../envs/masterkey.yaml"
+    threads: REPLACEMENT.decode_workers
     resources:
         mem_mb=8000,
         runtime=120,
-    conda:
-        "../envs/masterkey.yaml"
+    params:
+        root=IMAGENET_VAL,
+        preprocessing=lambda wildcards: preprocessing_with_key(TIMM_MODELS, wildcards.key).as_dict(),
     script:
-        "../../scripts/prepare_eval_cache.py"
+        "../../scripts/replacement/prepare_eval_cache.py"
 
 
 rule replace_and_evaluate:
     input:
-        unpack(variant_inputs),
+        unpack(lambda w: variant_input_paths(w.variant, VARIANT_INPUTS, model=w.model)),
+        unpack(lambda w: EVAL_CACHE_INPUT[w.model]),
+        weights="resources/weights/{model}.safetensors",
+        meta="resources/weights/{model}.json",
+        kernels="results/kernels/{model}.npz",
+        index="results/kernels/{model}.parquet",
     output:
         result="results/replacement/{model}/{variant}.json",
     log:
-        "logs/replacement/{model}/{variant}.log",
+        "logs/replacement/replace_and_evaluate/{model}/{variant}.log",
     wildcard_constraints:
-        variant=VARIANT_PATTERN,
-    params:
-        **EVAL_PARAMS,
+        variant=variant_pattern(),
+    conda:
+        "../envs/masterkey.yaml"
     threads: GPU_THREADS
     resources:
         **gpu_resources(mem_mb=16000, runtime=60),
-    conda:
-        "../envs/masterkey.yaml"
+    params:
+        **EVAL_PARAMS,
     script:
-        "../../scripts/replace_and_evaluate.py"
+        "../../scripts/replacement/replace_and_evaluate.py"
 
 
 rule replace_stages:
     input:
-        unpack(stage_inputs),
-        idealized=expand("results/replacement/{{model}}/idealized-{method}.json", method=FIT_METHODS),
+        unpack(lambda w: EVAL_CACHE_INPUT[w.model]),
+        weights="resources/weights/{model}.safetensors",
+        meta="resources/weights/{model}.json",
+        kernels="results/kernels/{model}.npz",
+        index="results/kernels/{model}.parquet",
+        fits="results/fits/{model}.parquet",
+        idealized=expand("results/replacement/{{model}}/idealized-{method}.json", method=METHODS),
     output:
         result="results/replacement/{model}/stages.json",
     log:
-        "logs/replacement/{model}/stages.log",
-    params:
-        **EVAL_PARAMS,
+        "logs/replacement/replace_stages/{model}.log",
+    conda:
+        "../envs/masterkey.yaml"
     threads: GPU_THREADS
     resources:
         **gpu_resources(mem_mb=16000, runtime=120),
-    conda:
-        "../envs/masterkey.yaml"
+    params:
+        **EVAL_PARAMS,
     script:
-        "../../scripts/replace_stages.py"
+        "../../scripts/replacement/replace_stages.py"
 
 
 rule finetune_frozen:
     input:
-        unpack(variant_inputs),
+        unpack(lambda w: variant_input_paths(w.variant, VARIANT_INPUTS, model=w.model)),
+        weights="resources/weights/{model}.safetensors",
+        meta="resources/weights/{model}.json",
+        kernels="results/kernels/{model}.npz",
+        index="results/kernels/{model}.parquet",
     output:
         result="results/replacement/{model}/finetuned-{variant}.json",
     log:
-        "logs/replacement/{model}/finetuned-{variant}.log",
+        "logs/replacement/finetune_frozen/{model}/{variant}.log",
     wildcard_constraints:
-        variant=VARIANT_PATTERN,
-    params:
-        **EVAL_PARAMS,
-        finetune=FINETUNE,
+        variant=variant_pattern(),
+    conda:
+        "../envs/masterkey.yaml"
     threads: GPU_THREADS
     resources:
         **gpu_resources(mem_mb=16000, runtime=120),
-    conda:
-        "../envs/masterkey.yaml"
+    params:
+        **EVAL_PARAMS,
+        finetune=FINETUNE.as_dict(),
     script:
-        "../../scripts/finetune_frozen.py"
+        "../../scripts/replacement/finetune_frozen.py"
 
 
-rule replacement_table:
+rule table_replacement:
     input:
-        variants=replacement_results(),
+        variants=REPLACEMENT_RESULTS,
     output:
         report(
             "results/tables/replacement.csv",
@@ -98,20 +196,19 @@ rule replacement_table:
         "results/tables/replacement.md",
         "results/tables/replacement.tex",
     log:
-        "logs/replacement/table.log",
-    params:
-        kind="variants",
-        variants=REPLACEMENT_VARIANTS + [f"finetuned-{v}" for v in FINETUNE["variants"]],
+        "logs/replacement/table_replacement.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
+    params:
+        variants=VARIANTS + [f"finetuned-{v}" for v in FINETUNE.variants],
     script:
-        "../../scripts/replacement_tables.py"
+        "../../scripts/replacement/table_replacement.py"
 
 
-rule replacement_stages_table:
+rule table_replacement_stages:
     input:
-        variants=expand("results/replacement/{model}/learned.json", model=EVAL_MODELS),
+        learned=expand("results/replacement/{model}/learned.json", model=EVAL_MODELS),
         stages=expand("results/replacement/{model}/stages.json", model=EVAL_MODELS),
     output:
         report(
@@ -123,15 +220,12 @@ rule replacement_stages_table:
         "results/tables/replacement_stages.md",
         "results/tables/replacement_stages.tex",
     log:
-        "logs/replacement/stages_table.log",
-    params:
-        kind="stages",
-        variants=None,
+        "logs/replacement/table_replacement_stages.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
     script:
-        "../../scripts/replacement_tables.py"
+        "../../scripts/replacement/table_replacement_stages.py"
 
 
 rule figure_replacement_accuracy:
@@ -146,14 +240,12 @@ rule figure_replacement_accuracy:
         ),
         pdf="results/figures/replacement_accuracy.pdf",
     log:
-        "logs/figures/replacement_accuracy.log",
-    params:
-        figure="replacement_accuracy",
+        "logs/replacement/figure_replacement_accuracy.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
     script:
-        "../../scripts/replacement_figure.py"
+        "../../scripts/replacement/figure_replacement_accuracy.py"
 
 
 rule figure_replacement_stages:
@@ -168,11 +260,9 @@ rule figure_replacement_stages:
         ),
         pdf="results/figures/replacement_stages.pdf",
     log:
-        "logs/figures/replacement_stages.log",
-    params:
-        figure="replacement_stages",
+        "logs/replacement/figure_replacement_stages.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
     script:
-        "../../scripts/replacement_figure.py"
+        "../../scripts/replacement/figure_replacement_stages.py"

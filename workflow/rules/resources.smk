@@ -17,7 +17,7 @@
 #
 # GPU rules (training, evaluation): the rule name must also be listed under
 # `set-resources` in profiles/slurm/config.yaml (GPU partition, GPU model);
-# tests/test_slurm.py checks that both agree.
+# tests/workflow/test_workflow_slurm.py checks that both agree.
 #     threads: GPU_THREADS
 #     resources:
 #         **gpu_resources(mem_mb=32000, runtime=240),
@@ -135,13 +135,11 @@ def demo_threads(wildcards):
 
 def _demo_work(wildcards):
     """Training work of the demo in units of 1000 crops of 64x64 pixels."""
-    demo = config["demo"]
-    return demo["steps"] * demo["batch_size"] * (demo["crop_size"] / 64) ** 2 / 1000
+    return DEMO.steps * DEMO.batch_size * (DEMO.crop_size / 64) ** 2 / 1000
 
 
 def demo_mem_mb(wildcards, attempt):
-    demo = config["demo"]
-    batch_mb = demo["batch_size"] * (demo["crop_size"] / 64) ** 2 * 20
+    batch_mb = DEMO.batch_size * (DEMO.crop_size / 64) ** 2 * 20
     return _round_up((3000 + batch_mb) * attempt, 500)
 
 

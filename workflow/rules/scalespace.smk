@@ -1,7 +1,40 @@
-# Stage 3: scale-space modelling - spread measures and idealized-model fits
-# of the 8 published filters and of every depthwise kernel of every model.
-# Figures and tables are report items (captions in workflow/report/); the
-# cheap figure/table rules run on the submit host under Slurm (localrule).
+# Stage "scalespace" ([B]; masterkey.scalespace; docs/methods.md sections 2-3): the 8 published
+# filters (bundled copy, local file or public address), spread measures and idealized-model fits
+# of them and of every depthwise kernel of every model. Figures and tables are report items (captions in workflow/report/); the cheap
+# figure/table rules run on the submit host under Slurm (localrule).
+from masterkey.scalespace.fitting import METHODS
+
+CATEGORY_PUBLISHED = "1. Published 8 filters ([Q], [B])"
+CATEGORY_SCALESPACE = "2. Scale-space models per model ([B])"
+
+
+# Tables and figures of the published 8 and of every model.
+SCALESPACE_TARGETS = [
+    *expand("results/published/{table}.{ext}", table=("spread", "fits"), ext=TABLE_EXTS),
+    *expand("results/figures/published_{name}.{ext}", name=("models", "spread"), ext=FIGURE_EXTS),
+    *expand("results/{stage}/{model}.parquet", stage=("fits", "spread"), model=MODELS),
+    *expand(
+        "results/figures/{name}_{model}.{ext}",
+        name=("fitted_scales", "residuals", "explained_share"),
+        model=MODELS,
+        ext=FIGURE_EXTS,
+    ),
+    *expand("results/tables/explained_share_{model}.{ext}", model=MODELS, ext=TABLE_EXTS),
+]
+
+
+rule fetch_published_filters:
+    output:
+        filters=PUBLISHED_FILTERS,
+    log:
+        "logs/scalespace/fetch_published_filters.log",
+    localrule: True
+    conda:
+        "../envs/masterkey.yaml"
+    params:
+        source=config["published_filters"],
+    script:
+        "../../scripts/scalespace/fetch_published_filters.py"
 
 
 rule published_scalespace:
@@ -29,12 +62,44 @@ rule published_scalespace:
             "results/published/fits.tex",
         ],
     log:
-        "logs/published_scalespace.log",
+        "logs/scalespace/published_scalespace.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
     script:
-        "../../scripts/published_scalespace.py"
+        "../../scripts/scalespace/published_scalespace.py"
+
+
+rule fit_kernels:
+    input:
+        kernels="results/kernels/{model}.npz",
+        index="results/kernels/{model}.parquet",
+    output:
+        fits="results/fits/{model}.parquet",
+    log:
+        "logs/scalespace/fit_kernels/{model}.log",
+    conda:
+        "../envs/masterkey.yaml"
+    threads: 2
+    params:
+        methods=list(METHODS),
+    script:
+        "../../scripts/scalespace/fit_kernels.py"
+
+
+rule spread_kernels:
+    input:
+        kernels="results/kernels/{model}.npz",
+        index="results/kernels/{model}.parquet",
+        fits="results/fits/{model}.parquet",
+    output:
+        spread="results/spread/{model}.parquet",
+    log:
+        "logs/scalespace/spread_kernels/{model}.log",
+    conda:
+        "../envs/masterkey.yaml"
+    script:
+        "../../scripts/scalespace/spread_kernels.py"
 
 
 rule figure_published_models:
@@ -50,14 +115,12 @@ rule figure_published_models:
         ),
         pdf="results/figures/published_models.pdf",
     log:
-        "logs/figures/published_models.log",
-    params:
-        figure="published_models",
+        "logs/scalespace/figure_published_models.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
     script:
-        "../../scripts/scalespace_figure.py"
+        "../../scripts/scalespace/figure_published_models.py"
 
 
 rule figure_published_spread:
@@ -73,46 +136,12 @@ rule figure_published_spread:
         ),
         pdf="results/figures/published_spread.pdf",
     log:
-        "logs/figures/published_spread.log",
-    params:
-        figure="published_spread",
+        "logs/scalespace/figure_published_spread.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
     script:
-        "../../scripts/scalespace_figure.py"
-
-
-rule fit_kernels:
-    input:
-        kernels="results/kernels/{model}.npz",
-        index="results/kernels/{model}.parquet",
-    output:
-        fits="results/fits/{model}.parquet",
-    log:
-        "logs/fit_kernels/{model}.log",
-    params:
-        methods=FIT_METHODS,
-    threads: 2
-    conda:
-        "../envs/masterkey.yaml"
-    script:
-        "../../scripts/fit_kernels.py"
-
-
-rule spread_kernels:
-    input:
-        kernels="results/kernels/{model}.npz",
-        index="results/kernels/{model}.parquet",
-        fits="results/fits/{model}.parquet",
-    output:
-        spread="results/spread/{model}.parquet",
-    log:
-        "logs/spread_kernels/{model}.log",
-    conda:
-        "../envs/masterkey.yaml"
-    script:
-        "../../scripts/spread_kernels.py"
+        "../../scripts/scalespace/figure_published_spread.py"
 
 
 rule figure_fitted_scales:
@@ -128,14 +157,12 @@ rule figure_fitted_scales:
         ),
         pdf="results/figures/fitted_scales_{model}.pdf",
     log:
-        "logs/figures/fitted_scales_{model}.log",
-    params:
-        figure="fitted_scales",
+        "logs/scalespace/figure_fitted_scales/{model}.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
     script:
-        "../../scripts/scalespace_figure.py"
+        "../../scripts/scalespace/figure_fitted_scales.py"
 
 
 rule figure_residuals:
@@ -151,14 +178,12 @@ rule figure_residuals:
         ),
         pdf="results/figures/residuals_{model}.pdf",
     log:
-        "logs/figures/residuals_{model}.log",
-    params:
-        figure="residuals",
+        "logs/scalespace/figure_residuals/{model}.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
     script:
-        "../../scripts/scalespace_figure.py"
+        "../../scripts/scalespace/figure_residuals.py"
 
 
 rule figure_explained_share:
@@ -185,11 +210,9 @@ rule figure_explained_share:
             "results/tables/explained_share_{model}.tex",
         ],
     log:
-        "logs/figures/explained_share_{model}.log",
-    params:
-        figure="explained_share",
+        "logs/scalespace/figure_explained_share/{model}.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
     script:
-        "../../scripts/scalespace_figure.py"
+        "../../scripts/scalespace/figure_explained_share.py"

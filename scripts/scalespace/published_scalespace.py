@@ -1,0 +1,21 @@
+"""Rule published_scalespace: spread measures and every fit of the 8 published filters."""
+
+from masterkey.core.rules import run_rule
+from masterkey.core.tables import write_table
+from masterkey.data.published import load_master_key_filters
+from masterkey.scalespace.published import published_fits_table, published_spread_table
+
+SPREAD_CAPTION = "Spatial spread measures of the 8 published filters"
+FITS_CAPTION = "Idealized scale-space models fitted to the 8 published filters"
+
+
+def main(smk):
+    filters = load_master_key_filters(smk.input.filters)
+    fits = published_fits_table(filters)
+    spread = published_spread_table(filters, fits.drop_duplicates("filter")["type"].tolist())
+    write_table(spread, *smk.output.spread, caption=SPREAD_CAPTION, label="tab:published-spread")
+    write_table(fits, *smk.output.fits, caption=FITS_CAPTION, label="tab:published-fits")
+    print(fits.to_string())
+
+
+run_rule(main, snakemake)

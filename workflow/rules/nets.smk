@@ -1,0 +1,76 @@
+# Stage "nets": the networks - timm checkpoints or the embedded demo model - and every
+# depthwise kernel of each (masterkey.nets; docs/methods.md section 1).
+from masterkey.data.demo import DemoSettings
+
+CATEGORY_DEMO = "0. Demo model"
+DEMO = DemoSettings.from_config(config)
+# The kernels of every model (everything else of the stage is their input).
+NETS_TARGETS = expand("results/kernels/{model}.{ext}", model=MODELS, ext=("npz", "parquet"))
+
+
+rule fetch_weights:
+    input:
+        lambda wildcards: [MODELS[wildcards.model].weights] if MODELS[wildcards.model].weights else [],
+    output:
+        weights="resources/weights/{model}.safetensors",
+        meta="resources/weights/{model}.json",
+    log:
+        "logs/nets/fetch_weights/{model}.log",
+    wildcard_constraints:
+        model=alternatives(TIMM_MODELS),
+    conda:
+        "../envs/masterkey.yaml"
+    resources:
+        mem_mb=scaled_mem_mb(base=2000, per_input_mb=4, estimate=model_checkpoint_mb),
+        runtime=scaled_runtime(base=15, per_gb=15, estimate=model_checkpoint_mb),
+    params:
+        local_weights=lambda wildcards: MODELS[wildcards.model].weights,
+        hub_cache=config["hub_cache"],
+    script:
+        "../../scripts/nets/fetch_weights.py"
+
+
+rule train_demo_model:
+    input:
+        published=PUBLISHED_FILTERS,
+    output:
+        weights="resources/weights/demo.safetensors",
+        meta="resources/weights/demo.json",
+        training_log=report(
+            "resources/weights/demo.training.csv",
+            caption="../report/demo_training.rst",
+            category=CATEGORY_DEMO,
+            labels={"item": "training log", "kind": "table"},
+        ),
+    log:
+        "logs/nets/train_demo_model.log",
+    conda:
+        "../envs/masterkey.yaml"
+    threads: demo_threads
+    resources:
+        mem_mb=demo_mem_mb,
+        runtime=demo_runtime,
+    params:
+        demo=DEMO.as_dict(),
+        seed=config["seed"],
+    script:
+        "../../scripts/nets/train_demo_model.py"
+
+
+rule extract_kernels:
+    input:
+        weights="resources/weights/{model}.safetensors",
+        meta="resources/weights/{model}.json",
+    output:
+        kernels="results/kernels/{model}.npz",
+        index="results/kernels/{model}.parquet",
+    log:
+        "logs/nets/extract_kernels/{model}.log",
+    conda:
+        "../envs/masterkey.yaml"
+    threads: scaled_threads(per_gb=2, maximum=4, estimate=model_checkpoint_mb)
+    resources:
+        mem_mb=scaled_mem_mb(base=2000, per_input_mb=4, estimate=model_checkpoint_mb),
+        runtime=scaled_runtime(base=5, per_gb=10, estimate=model_checkpoint_mb),
+    script:
+        "../../scripts/nets/extract_kernels.py"
