@@ -1,8 +1,13 @@
-"""Shared fixtures: repository paths, the shared copy of the 8 published filters, one tiny demo run."""
+"""Shared set-ups: repository paths, the bundled published filters, the tiny demo config and one run of it.
+
+The tiny demo config is ``.test/config.yaml`` (a person can run it by hand:
+``snakemake --configfile .test/config.yaml``); its ``demo`` section is :data:`TINY_DEMO`.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,19 +16,9 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PUBLISHED_FILTERS = REPO_ROOT.parent / "shared" / "reference" / "master_key_filters_8.txt"
-
-# The demo on a tiny budget (seconds), shared by the demo, workflow and Slurm tests.
-TINY_DEMO = {
-    "images": ["camera", "coins", "coffee"],
-    "crop_size": 32,
-    "val_crops_per_class": 4,
-    "max_image_side": 128,
-    "steps": 3,
-    "batch_size": 8,
-    "warmup_steps": 1,
-    "eval_every": 2,
-}
+TEST_CONFIG = REPO_ROOT / ".test" / "config.yaml"
+TINY_DEMO = yaml.safe_load(TEST_CONFIG.read_text())["demo"]
+"""The ``demo`` section of the tiny test config (seconds of training instead of minutes)."""
 
 # Tests never touch the network: the hub works from its cache only.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,37 +32,43 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def published_filters_path() -> Path:
-    if not PUBLISHED_FILTERS.is_file():
-        pytest.skip(f"shared reference copy {PUBLISHED_FILTERS} not present")
-    return PUBLISHED_FILTERS
+    """The copy of the 8 published filters that ships with the package."""
+    from masterkey.data.published import BUNDLED_FILTERS
+
+    return BUNDLED_FILTERS
 
 
 @pytest.fixture(scope="session")
 def published_filters(published_filters_path):
-    from masterkey.published import load_master_key_filters
+    from masterkey.data.published import load_master_key_filters
 
     return load_master_key_filters(published_filters_path)
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None):
+def run_snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None, timeout=None):
     """``snakemake --snakefile <repo>/Snakefile --directory <workdir> *args`` in a subprocess."""
     env = {**os.environ, "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
                "--directory", str(workdir), *args]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
 
 
-@pytest.fixture(scope="session")
-def tiny_demo_run(tmp_path_factory, published_filters_path) -> Path:
-    """The whole demo DAG (`rule all`) on TINY_DEMO, run once per session in a temporary directory.
+def write_config(path: Path, **overrides) -> Path:
+    """The tiny test config with top-level keys replaced by ``overrides``, written to ``path``."""
+    config = {**yaml.safe_load(TEST_CONFIG.read_text()), **overrides}
+    path.write_text(yaml.safe_dump(config))
+    return path
 
-    Its config is ``<dir>/config.yaml``. Tests must not change the directory; copy it to mutate.
+
+@pytest.fixture(scope="session")
+def tiny_demo_run(tmp_path_factory) -> Path:
+    """The whole demo DAG (`rule all`) on the tiny test config, run once per session in a temporary
+    directory. Its config is ``<dir>/config.yaml``. Tests must not change the directory; copy it to mutate.
     """
     workdir = tmp_path_factory.mktemp("tiny_demo")
-    config = {"models": ["demo"], "demo": dict(TINY_DEMO), "published_filters": str(published_filters_path)}
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    shutil.copy(TEST_CONFIG, workdir / "config.yaml")
     run_snakemake(workdir, "--configfile", "config.yaml", "--cores", "2")
     return workdir

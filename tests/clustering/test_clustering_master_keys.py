@@ -16,7 +16,7 @@ from masterkey.clustering.master_keys import (
     select_master_keys,
 )
 from masterkey.kernels.similarity import affine_fit, affine_map, best_match, centre_norm
-from masterkey.scalespace.templates import model_templates
+from masterkey.scalespace.templates import idealized_templates
 
 PLANTED = ["T", "dx", "dy", "dxy", "lap"]
 
@@ -25,7 +25,9 @@ def planted_candidates(seed: int = 0):
     """20 candidates: the 5 planted types at random positions, 5 blends of two of them, 10 random."""
     rng = np.random.default_rng(seed)
     planted = centre_norm(
-        np.stack([model_templates(t, 7, 1.0, 1.0) for t in PLANTED[:4]] + [model_templates("lap", 7, 1.0)])
+        np.stack(
+            [idealized_templates(t, 7, 1.0, 1.0) for t in PLANTED[:4]] + [idealized_templates("lap", 7, 1.0)]
+        )
     )
     pairs = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 4)]
     blends = centre_norm(np.stack([0.6 * planted[i] + 0.4 * planted[j] for i, j in pairs]))

@@ -32,7 +32,7 @@ from masterkey.clustering.settings import ClusteringSettings
 from masterkey.core.errors import ConfigError, StaleFileError, UserError
 from masterkey.kernels.similarity import centre_norm
 from masterkey.kernels.store import save_kernels
-from masterkey.scalespace.templates import model_templates
+from masterkey.scalespace.templates import idealized_templates
 
 TYPES = ["T", "dx", "dy", "dxx", "dyy", "dxy"]
 THRESHOLD = 0.9
@@ -49,7 +49,7 @@ TRAIN = {"hidden_widths": (128, 64), "batch_size": 32, "learning_rate": 3e-3}
 
 
 def templates() -> np.ndarray:
-    return centre_norm(np.stack([model_templates(t, 7, 1.0, 1.0) for t in TYPES]))
+    return centre_norm(np.stack([idealized_templates(t, 7, 1.0, 1.0) for t in TYPES]))
 
 
 def planted_mixture(seed: int = 0):

@@ -114,8 +114,8 @@ def test_flat_folder_with_devkit_ground_truth(tmp_path):
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
-        ("missing", "does not exist; set 'imagenet_val'"),
-        ("file", "is not a folder"),
+        ("missing", "config key imagenet_val: evaluation images: .* does not exist; set it"),
+        ("file", "config key imagenet_val: .* is not a folder"),
         ("empty", "no images"),
         ("only_subfolders_empty", "no images"),
         ("no_label_file", "no label file was found"),

@@ -31,7 +31,7 @@ import masterkey.plotting.clustering as clustering_figures
 import masterkey.plotting.replacement as replacement_figures
 import masterkey.plotting.scalespace as scalespace_figures
 from masterkey.plotting import style
-from masterkey.scalespace.templates import model_templates
+from masterkey.scalespace.templates import idealized_templates
 
 REPO = Path(__file__).resolve().parents[2]
 PLOTTING = REPO / "src" / "masterkey" / "plotting"
@@ -41,10 +41,10 @@ CLUSTER_TYPES = ["T", "dx", "dy", "dxx"]
 
 def _template(kind: str, sx: float = 0.9, sy: float = 0.7) -> np.ndarray:
     if kind == "id-lap":
-        return model_templates(kind, 7, 0.8, None, 0.5)
+        return idealized_templates(kind, 7, 0.8, None, 0.5)
     if kind == "lap":
-        return model_templates(kind, 7, sx, None)
-    return model_templates(kind, 7, sx, sy)
+        return idealized_templates(kind, 7, sx, None)
+    return idealized_templates(kind, 7, sx, sy)
 
 
 @cache

@@ -24,7 +24,7 @@ from masterkey.replacement.settings import FinetuneSettings
 from masterkey.replacement.tables import replacement_table
 from masterkey.replacement.variants import parse_variant
 from masterkey.scalespace.models import templates_from_fits
-from masterkey.scalespace.templates import model_templates
+from masterkey.scalespace.templates import idealized_templates
 from masterkey.training.evaluate import evaluate
 
 
@@ -149,7 +149,7 @@ def test_idealized_variant_recovers_planted_affine_templates():
     alpha = np.where(types == "id-lap", 0.7, np.nan)
     templates = np.stack(
         [
-            model_templates(t, 7, x, y, a if t == "id-lap" else None)
+            idealized_templates(t, 7, x, y, a if t == "id-lap" else None)
             for t, x, y, a in zip(types, sx, sy, alpha, strict=True)
         ]
     )

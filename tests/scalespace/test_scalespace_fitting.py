@@ -22,7 +22,7 @@ from masterkey.scalespace.fitting import (
 from masterkey.scalespace.fitting.continuous import _line_l1, _linear_l1_2d, search_l1
 from masterkey.scalespace.fitting.grid import template_grid
 from masterkey.scalespace.published import published_fits_table, published_spread_table
-from masterkey.scalespace.templates import MODEL_NAMES, model_templates
+from masterkey.scalespace.templates import TYPE_NAMES, idealized_templates
 
 PUBLISHED_TYPES = ["dy+", "dx-", "dy-", "dx+", "dx", "dy", "id-lap", "T"]
 
@@ -43,12 +43,12 @@ def _planted(k, sigmas, same_scale, amplitude=-1.7, noise=0.0, seed=0):
     """Templates of every type, scaled by a negative amplitude (sign must not matter)."""
     rng = np.random.default_rng(seed)
     kernels, truth = [], []
-    for model in MODEL_NAMES:
+    for model in TYPE_NAMES:
         for sigma in sigmas:
             single = model in ("lap", "id-lap")
             sigma_y = sigma if (same_scale or single) else 0.8 * sigma + 0.2
             alpha = 0.6 if model == "id-lap" else None
-            template = model_templates(model, k, sigma, None if single else sigma_y, alpha=alpha)
+            template = idealized_templates(model, k, sigma, None if single else sigma_y, alpha=alpha)
             noisy = amplitude * template + noise * np.abs(template).max() * rng.normal(size=template.shape)
             kernels.append(noisy)
             truth.append((model, sigma, sigma_y, np.nan if alpha is None else alpha))
@@ -131,7 +131,7 @@ def test_seven_tap_small_scales_recovered_exactly():
 
 def model_templates_rows(models, sigma_x, sigma_y):
     """Exact templates, one per row (single-scale types take ``sigma_x``)."""
-    return np.stack([model_templates(m, 7, sx, None if m in ("lap", "id-lap") else sy,
+    return np.stack([idealized_templates(m, 7, sx, None if m in ("lap", "id-lap") else sy,
                                      alpha=0.6 if m == "id-lap" else None)
                      for m, sx, sy in zip(models, sigma_x, sigma_y, strict=True)])  # fmt: skip
 
@@ -144,13 +144,13 @@ def test_l1_search_recovers_exact_templates_continuously(mode):
     grid = template_grid(7, DEFAULT_SETTINGS.fine_points)
     sigma = np.exp(np.linspace(np.log(0.3), np.log(1.5), 6))
     sx, sy = (a.ravel() for a in np.meshgrid(sigma, 0.9 * sigma[::-1] + 0.05, indexing="ij"))
-    for model in MODEL_NAMES:
+    for model in TYPE_NAMES:
         if mode == "separate" and model in ("lap", "id-lap"):
             continue
         single = model in ("lap", "id-lap") or mode == "same"
         y = sx if single else sy
         alpha = np.linspace(0.2, 1.5, len(sx)) if model == "id-lap" else None
-        templates = model_templates(model, 7, sx, None if model in ("lap", "id-lap") else y, alpha=alpha)
+        templates = idealized_templates(model, 7, sx, None if model in ("lap", "id-lap") else y, alpha=alpha)
         fit_x, fit_y, fit_alpha, bound = search_l1(grid, model, templates.reshape(len(sx), 49), mode,
                                                    DEFAULT_SETTINGS)  # fmt: skip
         assert np.abs(fit_x / sx - 1).max() < 1e-5, model
@@ -258,7 +258,7 @@ def test_fits_are_deterministic():
 
 
 def test_negated_filter_gets_the_same_fit():
-    kernel = model_templates("dx+", 7, 0.7, 0.9)
+    kernel = idealized_templates("dx+", 7, 0.7, 0.9)
     fits = fit_filters(np.stack([kernel, -3 * kernel]), ["dx+", "dx+"])
     first, second = fits[fits["filter"] == 0], fits[fits["filter"] == 1]
     assert np.allclose(first.sigma_x.to_numpy(), second.sigma_x.to_numpy())
@@ -266,7 +266,7 @@ def test_negated_filter_gets_the_same_fit():
 
 
 def test_normalisation_rules():
-    dx = model_templates("dx-", 7, 0.8, 0.8)
+    dx = idealized_templates("dx-", 7, 0.8, 0.8)
     result = normalise_for_fitting(np.stack([2.5 * dx, -dx]), "dx-")
     normalised, bad = result.kernels, result.degenerate
     assert not bad.any()
@@ -274,7 +274,7 @@ def test_normalisation_rules():
     assert np.allclose(normalised[0], normalised[1])
     # ramp response 1 (kernel coordinates, ramp centred at the mean of |h|) after normalisation
     assert np.allclose(normalised[0], dx / (-(dx * (np.arange(7) - 3)[None, :]).sum()))
-    t = model_templates("T", 15, 0.8)
+    t = idealized_templates("T", 15, 0.8)
     result = normalise_for_fitting((3 * t + 0.2)[None], "T")
     normalised, constant = result.kernels, result.dc_constant
     assert constant[0] == pytest.approx(0.2, abs=1e-6)
@@ -293,7 +293,7 @@ def test_dc_compensation_finds_background_level():
 
 
 def test_degenerate_filters_are_flagged_not_crashed():
-    good = model_templates("dy", 7, 0.8, 0.8)
+    good = idealized_templates("dy", 7, 0.8, 0.8)
     nan = good.copy()
     nan[0, 0] = np.nan
     kernels = np.stack([np.zeros((7, 7)), np.full((7, 7), 0.3), nan, good])
@@ -304,7 +304,7 @@ def test_degenerate_filters_are_flagged_not_crashed():
     assert fits.groupby("filter").degenerate.all().tolist() == [True, True, True, False]
     assert fits[fits.degenerate][["sigma_x", "sigma_y", "l1", "l2"]].isna().all().all()
     # given types: a zero filter, and a filter whose ramp response vanishes
-    symmetric = model_templates("T", 7, 0.8)
+    symmetric = idealized_templates("T", 7, 0.8)
     fits = fit_filters(np.stack([np.zeros((7, 7)), symmetric]), ["dx", "dx"])
     assert fits.degenerate.all()
     joint = fit_joint(kernels, types, [[0, 3], [1, 2]], methods=JOINT_METHODS)
@@ -322,7 +322,7 @@ def test_on_bound_flag():
 
 
 def test_rotation_by_90_degrees_gives_rotated_type_and_swapped_scales():
-    kernels = np.stack([model_templates("dx+", 7, 0.5, 0.9), model_templates("dxx", 7, 0.45, 0.8)])
+    kernels = np.stack([idealized_templates("dx+", 7, 0.5, 0.9), idealized_templates("dxx", 7, 0.45, 0.8)])
     rotated = np.rot90(kernels, axes=(1, 2))
     types, _ = select_types(np.concatenate([kernels, rotated]))
     assert types == ["dx+", "dxx", "dy+", "dyy"]
@@ -339,7 +339,7 @@ def test_select_types_on_planted_noisy_filters():
 
 
 def test_fit_output_format():
-    kernels = np.stack([model_templates("dy", 7, 0.6, 0.6), model_templates("lap", 7, 0.7)])
+    kernels = np.stack([idealized_templates("dy", 7, 0.6, 0.6), idealized_templates("lap", 7, 0.7)])
     fits = fit_filters(kernels)
     assert list(fits.columns) == ["filter", "type", "method", "sigma_x", "sigma_y", "alpha", "l1", "l2",
                                   "rel_l2", "on_bound", "degenerate"]  # fmt: skip
@@ -354,7 +354,7 @@ def test_fit_output_format():
 
 def test_joint_fits():
     sigma = 0.7
-    kernels = np.stack([model_templates(m, 7, sigma, sigma) for m in ("dx", "dy", "T", "dx+")])
+    kernels = np.stack([idealized_templates(m, 7, sigma, sigma) for m in ("dx", "dy", "T", "dx+")])
     types = ["dx", "dy", "T", "dx+"]
     per_filter = fit_filters(kernels, types)
     joint = fit_joint(kernels, types, {"all": [0, 1, 2, 3]}, per_filter=per_filter)

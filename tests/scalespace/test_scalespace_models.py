@@ -18,7 +18,7 @@ from masterkey.scalespace.models import (
     spread_model_kernels,
 )
 from masterkey.scalespace.published import published_fits_table, published_spread_table
-from masterkey.scalespace.templates import model_templates
+from masterkey.scalespace.templates import idealized_templates
 
 PLANTED = [("T", 0.8, 0.8), ("dx", 1.0, 0.7), ("dy+", 0.6, 0.9), ("dxx", 0.9, 0.9), ("lap", 1.1, 1.1)]
 
@@ -30,7 +30,7 @@ def planted():
     kernels, types, stages = [], [], []
     for stage in (0, 1):
         for model, sx, sy in PLANTED:
-            template = model_templates(model, 7, sx, None if model == "lap" else sy)
+            template = idealized_templates(model, 7, sx, None if model == "lap" else sy)
             kernels.append(rng.uniform(0.5, 2) * template)
             types.append(model)
             stages.append(stage)

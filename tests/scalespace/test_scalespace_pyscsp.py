@@ -5,7 +5,7 @@ an implementation independent of masterkey: the discrete analogue of the Gaussia
 (``make1Ddiscgaussfilter``, ``make1Ddiscgaussderfilter``, ``discgaussconv``; all from
 ``scipy.special.ive``), central difference masks (``dxmask`` ... ``dxymask``) applied by the N-jet
 (``applyNjetfcn``), and the spatial spread of a filter (``filtermean``, ``variance``).  Every type
-of :data:`masterkey.scalespace.templates.MODEL_NAMES` has a counterpart.
+of :data:`masterkey.scalespace.templates.TYPE_NAMES` has a counterpart.
 
 Convention mapping (docs/methods.md; one entry per difference, each with a negative control that
 shows the *wrong* convention fails the same tolerance):
@@ -51,11 +51,11 @@ from masterkey.scalespace.templates import (
     AXIS_OPERATORS,
     DERIVATIVE_ORDER,
     DIFFERENCE_MASKS,
-    MODEL_NAMES,
+    TYPE_NAMES,
     axis_profiles,
     discrete_gaussian,
     gaussian_profiles,
-    model_templates,
+    idealized_templates,
 )
 
 SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -139,7 +139,7 @@ def pyscsp_smoothed_impulse(k: int, sigma_x: float, sigma_y: float) -> np.ndarra
 
 def pyscsp_template(model: str, k: int, sigma_x: float, sigma_y: float | None = None,
                     normdermethod: str = "discgauss") -> np.ndarray:  # fmt: skip
-    """The pyscsp counterpart of ``model_templates(model, k, sigma_x, sigma_y, alpha=ALPHA)``."""
+    """The pyscsp counterpart of ``idealized_templates(model, k, sigma_x, sigma_y, alpha=ALPHA)``."""
     sigma_y = sigma_x if sigma_y is None else sigma_y
     smooth = pyscsp_smoothed_impulse(k, sigma_x, sigma_y)
     out = np.zeros((k, k))
@@ -152,14 +152,14 @@ def pyscsp_template(model: str, k: int, sigma_x: float, sigma_y: float | None = 
 
 
 def masterkey_template(model: str, k: int, sigma_x: float, sigma_y: float | None = None) -> np.ndarray:
-    """``model_templates`` with ``alpha = ALPHA`` for id-lap (lap and id-lap: the single scale sigma_x)."""
+    """``idealized_templates`` with ``alpha = ALPHA`` for id-lap (lap, id-lap: the single scale sigma_x)."""
     single = model in ("lap", "id-lap")
     alpha = ALPHA if model == "id-lap" else None
-    return model_templates(model, k, sigma_x, None if single else sigma_y, alpha=alpha)
+    return idealized_templates(model, k, sigma_x, None if single else sigma_y, alpha=alpha)
 
 
 def test_every_type_has_a_pyscsp_counterpart():
-    assert set(PYSCSP_NJET) == set(MODEL_NAMES)
+    assert set(PYSCSP_NJET) == set(TYPE_NAMES)
     assert set(PYSCSP_1D_ORDERS) == set(DIFFERENCE_MASKS)
 
 
@@ -236,7 +236,7 @@ def test_border_extension_against_untruncated_differences(operator):
                 assert not close(ours, untruncated)
 
 
-@pytest.mark.parametrize("model", MODEL_NAMES)
+@pytest.mark.parametrize("model", TYPE_NAMES)
 def test_templates_are_pyscsps_njet(model):
     for sigma in SIGMAS:
         for k in SIZES:
@@ -267,7 +267,7 @@ def test_templates_are_pyscsps_njet(model):
     assert not close(ours, 2 * theirs)  # a factor 2
 
 
-@pytest.mark.parametrize("model", MODEL_NAMES)
+@pytest.mark.parametrize("model", TYPE_NAMES)
 def test_templates_are_convolution_kernels_of_pyscsps_operators(model):
     """pyscsp correlates its masks with the smoothed image; a masterkey template is the equivalent
     convolution kernel: ``convolve(image, template)`` equals pyscsp's N-jet of the image.
@@ -298,7 +298,7 @@ def test_templates_are_convolution_kernels_of_pyscsps_operators(model):
             assert not close(wrong[inner], theirs[inner], scale=np.abs(image).max())
 
 
-@pytest.mark.parametrize("model", MODEL_NAMES)
+@pytest.mark.parametrize("model", TYPE_NAMES)
 def test_spread_moments_are_pyscsps_filtermean_and_variance(model):
     weights = []
     for sigma_x, sigma_y in [(s, s) for s in SIGMAS] + list(ANISOTROPIC):

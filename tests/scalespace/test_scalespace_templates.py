@@ -8,11 +8,11 @@ from scipy.ndimage import correlate1d
 
 from masterkey.kernels.conventions import kernel_coordinates, pattern_response
 from masterkey.scalespace.templates import (
-    MODEL_NAMES,
     SEPARABLE_MODELS,
+    TYPE_NAMES,
     discrete_gaussian,
     gaussian_profiles,
-    model_templates,
+    idealized_templates,
 )
 
 SIGMAS = [0.3, 0.7, 1.0, 1.5]
@@ -36,34 +36,34 @@ def test_discrete_gaussian_is_not_sampled_gaussian_and_zero_scale_is_impulse():
 
 
 def test_truncation_without_renormalisation():
-    assert model_templates("T", 7, 1.5).sum() < 0.96  # 7 taps of T(.; 2.25), not renormalised
+    assert idealized_templates("T", 7, 1.5).sum() < 0.96  # 7 taps of T(.; 2.25), not renormalised
 
 
-@pytest.mark.parametrize("model", MODEL_NAMES)
+@pytest.mark.parametrize("model", TYPE_NAMES)
 def test_vectorised_shapes_and_odd_sizes(model):
     sigma = np.array([0.3, 0.8, 1.2])
     kwargs = {"alpha": np.array([0.2, 0.5, 1.0])} if model == "id-lap" else {}
     for k in (3, 7, 9):
-        out = model_templates(model, k, sigma, **kwargs)
+        out = idealized_templates(model, k, sigma, **kwargs)
         assert out.shape == (3, k, k)
-        single = model_templates(model, k, 0.8, alpha=0.5 if model == "id-lap" else None)  # scalar scales
+        single = idealized_templates(model, k, 0.8, alpha=0.5 if model == "id-lap" else None)  # scalar scales
         assert single.shape == (k, k)
         assert np.allclose(out[1], single)
     with pytest.raises(ValueError):
-        model_templates(model, 6, 1.0, alpha=1.0)
+        idealized_templates(model, 6, 1.0, alpha=1.0)
 
 
 def test_separable_grid_of_scales_broadcasts():
-    out = model_templates("dx", 7, np.array([0.5, 1.0])[:, None], np.array([0.4, 0.6, 0.9])[None, :])
+    out = idealized_templates("dx", 7, np.array([0.5, 1.0])[:, None], np.array([0.4, 0.6, 0.9])[None, :])
     assert out.shape == (2, 3, 7, 7)
-    assert np.allclose(out[1, 2], model_templates("dx", 7, 1.0, 0.9))
+    assert np.allclose(out[1, 2], idealized_templates("dx", 7, 1.0, 0.9))
 
 
 def test_single_scale_models_reject_two_scales():
     with pytest.raises(ValueError):
-        model_templates("lap", 7, 1.0, 0.5)
+        idealized_templates("lap", 7, 1.0, 0.5)
     with pytest.raises(ValueError):
-        model_templates("id-lap", 7, 1.0)  # alpha missing
+        idealized_templates("id-lap", 7, 1.0)  # alpha missing
 
 
 # responses on a wide support, where truncation is negligible
@@ -85,7 +85,7 @@ EXPECTED_UNIT = {
 @pytest.mark.parametrize("sigma", SIGMAS)
 def test_unit_response_to_matching_pattern(model, sigma):
     sigma_y = None if model == "lap" else 0.8 * sigma + 0.2
-    template = model_templates(model, 31, sigma, sigma_y)
+    template = idealized_templates(model, 31, sigma, sigma_y)
     response = pattern_response(template, PATTERNS[EXPECTED_UNIT[model]])
     assert response == pytest.approx(1.0, abs=1e-10)
     assert template.sum() == pytest.approx(0.0, abs=1e-12)  # difference templates: no DC
@@ -93,31 +93,31 @@ def test_unit_response_to_matching_pattern(model, sigma):
 
 @pytest.mark.parametrize("model", ["T", "id-lap"])
 def test_unit_dc_gain(model):
-    template = model_templates(model, 31, 1.2, alpha=0.7 if model == "id-lap" else None)
+    template = idealized_templates(model, 31, 1.2, alpha=0.7 if model == "id-lap" else None)
     assert template.sum() == pytest.approx(1.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("model", [m for m in SEPARABLE_MODELS if m != "T"] + ["lap"])
 def test_difference_templates_sum_to_zero_on_seven_taps(model):
     # mirror-reflect extension makes the sums telescope to exactly zero
-    assert model_templates(model, 7, 1.3).sum() == pytest.approx(0.0, abs=1e-15)
+    assert idealized_templates(model, 7, 1.3).sum() == pytest.approx(0.0, abs=1e-15)
 
 
 def test_signs_follow_the_convention():
     x, y = kernel_coordinates(7)
-    dx = model_templates("dx", 7, 1.0)
-    dy = model_templates("dy", 7, 1.0)
+    dx = idealized_templates("dx", 7, 1.0)
+    dy = idealized_templates("dy", 7, 1.0)
     assert (dx[x < 0] > 0).all() and (dx[x > 0] < 0).all()  # positive for x < 0
     assert (dy[y < 0] > 0).all() and (dy[y > 0] < 0).all()  # positive below the centre (y up)
     assert (dy[-1] > 0).all()  # bottom row has y = -3
-    assert model_templates("dxx", 7, 0.5)[3, 3] < 0 and model_templates("lap", 7, 0.5)[3, 3] < 0
-    assert model_templates("id-lap", 7, 0.5, alpha=0.5)[3, 3] > 1
+    assert idealized_templates("dxx", 7, 0.5)[3, 3] < 0 and idealized_templates("lap", 7, 0.5)[3, 3] < 0
+    assert idealized_templates("id-lap", 7, 0.5, alpha=0.5)[3, 3] > 1
 
 
 @pytest.mark.parametrize(("model", "axis", "offset"), [("dx+", 0, -0.5), ("dx-", 0, 0.5), ("dy+", 1, -0.5),
                                                         ("dy-", 1, 0.5)])  # fmt: skip
 def test_half_grid_offsets(model, axis, offset):
-    template = model_templates(model, 41, 1.0, 1.0)
+    template = idealized_templates(model, 41, 1.0, 1.0)
     x, y = kernel_coordinates(41)
     w = np.abs(template)
     coordinate = (x, y)[axis]
@@ -133,15 +133,15 @@ def test_reflect_mode_difference_reproduces_the_published_construction():
     x_profile = correlate1d(t, [-0.5, 0.0, 0.5], mode="reflect")
     assert x_profile[0] == pytest.approx((t[1] - t[0]) / 2)  # border uses the mirrored tap
     expected = np.outer(t, x_profile)  # rows: T(y) (symmetric), cols: delta_x T(x)
-    assert np.allclose(model_templates("dx", k, sigma, sigma), expected)
+    assert np.allclose(idealized_templates("dx", k, sigma, sigma), expected)
     forward = correlate1d(t, [0.0, -1.0, 1.0], mode="reflect")
-    assert np.allclose(model_templates("dx+", k, sigma, sigma), np.outer(t, forward))
+    assert np.allclose(idealized_templates("dx+", k, sigma, sigma), np.outer(t, forward))
     # dy+ = forward difference along y (upwards): the same profile, rows reversed
-    assert np.allclose(model_templates("dy+", k, sigma, sigma), np.outer(forward[::-1], t))
+    assert np.allclose(idealized_templates("dy+", k, sigma, sigma), np.outer(forward[::-1], t))
 
 
 @pytest.mark.parametrize(("model", "rotated"), [("dx", "dy"), ("dx+", "dy+"), ("dx-", "dy-"), ("dxx", "dyy"),
                                                  ("T", "T")])  # fmt: skip
 def test_rotation_by_90_degrees_maps_types_and_swaps_scales(model, rotated):
-    template = model_templates(model, 7, 0.6, 1.1)
-    assert np.allclose(np.rot90(template), model_templates(rotated, 7, 1.1, 0.6))  # counter-clockwise
+    template = idealized_templates(model, 7, 0.6, 1.1)
+    assert np.allclose(np.rot90(template), idealized_templates(rotated, 7, 1.1, 0.6))  # counter-clockwise

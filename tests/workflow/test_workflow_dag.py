@@ -1,0 +1,178 @@
+"""The Snakemake DAG: the demo on a tiny budget, dry runs of every shipped config, lint, config errors."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO_ROOT, TEST_CONFIG, run_snakemake, write_config
+from masterkey.nets.checkpoints import load_checkpoint
+
+pytestmark = pytest.mark.slow
+
+# Any attempt to reach the network fails at once.
+NO_NETWORK = {
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "http_proxy": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+    "NO_PROXY": "",
+}
+# Rules not in the demo DAG: the timm-only ones (the demo trains its own model and evaluates on its own
+# split) and the optional fine-tuning (replacement.finetune.enabled: false by default).
+NOT_IN_DEMO = {"fetch_weights", "prepare_eval_cache", "finetune_frozen"}
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Rule -> number of jobs (and "total"), from the first job stats table of a (dry) run."""
+    table = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:  # after the header and its ruler
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    assert "total" in counts, table[:2000]
+    return counts
+
+
+def rule_names() -> set[str]:
+    names = set()
+    for path in (REPO_ROOT / "workflow" / "rules").glob("*.smk"):
+        names |= set(re.findall(r"^rule (\w+):", path.read_text(), re.M))
+    return names
+
+
+def test_demo_dag_end_to_end(tiny_demo_run):
+    tmp_path = tiny_demo_run
+    arrays = np.load(tmp_path / "results/kernels/demo.npz")
+    index = pd.read_parquet(tmp_path / "results/kernels/demo.parquet")
+    assert arrays["7x7"].shape == (1840, 7, 7) and len(index) == 1840
+    model, meta = load_checkpoint(
+        tmp_path / "resources/weights/demo.safetensors", tmp_path / "resources/weights/demo.json"
+    )
+    assert meta["num_depthwise_kernels"] == 1840 and meta["model_kwargs"]["num_classes"] == 3
+    assert set(meta["training"]["structure_after"]) >= {"centre_share_mean", "max_abs_cosine_median"}
+    np.testing.assert_array_equal(
+        arrays["7x7"][:40], model.stages[0].blocks[0].conv_dw.weight.detach().numpy()[:, 0]
+    )
+    log = pd.read_csv(tmp_path / "resources/weights/demo.training.csv")
+    assert list(log["step"]) == [1, 2, 3]
+    assert "validation accuracy" in (tmp_path / "logs/nets/train_demo_model.log").read_text()
+    # replacement: the learned baseline reproduces the training run's validation accuracy
+    table = pd.read_csv(tmp_path / "results/tables/replacement.csv")
+    assert table["variant"].iloc[0] == "learned" and len(table) == 11
+    assert table["top1"].iloc[0] == pytest.approx(meta["training"]["val_accuracy"])
+    assert (table["top1_drop"] == table["top1"].iloc[0] - table["top1"]).all()
+    stages = pd.read_csv(tmp_path / "results/tables/replacement_stages.csv")
+    assert list(stages["stage"]) == [0, 1, 2, 3]
+    again = run_snakemake(tmp_path, "--configfile", "config.yaml", "--cores", "2", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_every_job_of_the_demo_run_wrote_its_log(tiny_demo_run):
+    """Each rule's log is under logs/<stage>/ (the rule file's name) and names the rule that finished."""
+    logs = sorted((tiny_demo_run / "logs").rglob("*.log"))
+    by_rule = {}
+    for path in logs:
+        parts = path.relative_to(tiny_demo_run / "logs").with_suffix("").parts
+        assert parts[0] in ("nets", "scalespace", "clustering", "replacement"), path
+        by_rule.setdefault(parts[1], []).append(path)
+    assert set(by_rule) == rule_names() - NOT_IN_DEMO, sorted(by_rule)
+    for rule, paths in by_rule.items():
+        for path in paths:
+            assert f"rule {rule} finished in" in path.read_text(), path
+    for path in ("nets/train_demo_model.log", "nets/extract_kernels/demo.log",
+                 "scalespace/fetch_published_filters.log", "clustering/select_master_keys/8.log",
+                 "replacement/replace_and_evaluate/demo/learned.log"):  # fmt: skip
+        assert (tiny_demo_run / "logs" / path).is_file(), path
+
+
+def test_failed_rule_leaves_nothing_behind(tmp_path):
+    missing = tmp_path / "missing.txt"
+    config = write_config(tmp_path / "config.yaml", published_filters=str(missing))
+    result = run_snakemake(tmp_path, "--configfile", str(config), "--cores", "1", check=False)
+    assert result.returncode != 0
+    assert f"config key published_filters: file {missing} does not exist" in result.stdout + result.stderr
+    assert not (tmp_path / "resources").exists() or not any((tmp_path / "resources").rglob("*.*"))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"demo": {"stepz": 3}}, "unknown config key demo.'stepz' (did you mean 'steps'?)"),
+        ({"models": ["convnext_tiny.fb_in1kk"]}, "close matches: convnext_tiny.fb_in1k"),
+        ({"seed": "x"}, "config key seed: 'x' is not of type 'integer'"),
+    ],
+)
+def test_bad_config_fails_with_one_clear_message(tmp_path, overrides, message):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"models": ["demo"], **overrides}))
+    result = run_snakemake(tmp_path, "--configfile", str(config), "-n", check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("config", ["config.yaml", ".test/config.yaml"])
+def test_demo_configs_dry_run(tmp_path, config):
+    """The default config and the tiny test config resolve offline to the same DAG: every rule but the
+    timm-only ones and fine-tuning, the bundled published filters and no network."""
+    result = run_snakemake(tmp_path, "--configfile", str(REPO_ROOT / config), "-n", env=NO_NETWORK)
+    counts = job_counts(result.stdout)
+    assert set(counts) == (rule_names() - NOT_IN_DEMO) | {"all", "total"}, counts
+    assert counts["fetch_published_filters"] == counts["train_demo_model"] == 1
+    reference = job_counts(run_snakemake(tmp_path, "--configfile", str(TEST_CONFIG), "-n").stdout)
+    assert counts == reference
+
+
+def test_finetuning_joins_the_demo_dag_when_enabled(tmp_path):
+    replacement = {"finetune": {"enabled": True}}
+    models = ["demo", "convnext_atto.d2_in1k"]
+    config = write_config(tmp_path / "config.yaml", models=models, replacement=replacement)
+    result = run_snakemake(tmp_path, "--configfile", str(config), "-n")
+    counts = job_counts(result.stdout)
+    assert counts["finetune_frozen"] == 3  # learned, idealized-D1, masterkey-published; demo only
+    for variant in ("learned", "idealized-D1", "masterkey-published"):
+        assert f"results/replacement/demo/finetuned-{variant}.json" in result.stdout
+        assert f"logs/replacement/finetune_frozen/demo/{variant}.log" in result.stdout
+    assert "convnext_atto.d2_in1k/finetuned-" not in result.stdout
+
+
+def test_paper_dag_resolves_offline(tmp_path, repo_root):
+    paper = repo_root / "config/paper.yaml"
+    result = run_snakemake(tmp_path, "--configfile", str(paper), "-n", env=NO_NETWORK)
+    models = [m if isinstance(m, str) else m["name"] for m in yaml.safe_load(paper.read_text())["models"]]
+    counts = job_counts(result.stdout)
+    assert counts["fetch_weights"] == len(models) == counts["extract_kernels"]
+    assert counts["fetch_published_filters"] == 1
+    for model in models:
+        assert f"resources/weights/{model}.safetensors" in result.stdout
+
+
+def test_imagenet_evaluation_is_left_out_without_imagenet_val(tmp_path):
+    config = write_config(tmp_path / "config.yaml", models=["demo", "convnext_atto.d2_in1k"])
+    result = run_snakemake(tmp_path, "--configfile", str(config), "-n")
+    assert "imagenet_val is not set" in result.stderr
+    assert "results/replacement/convnext_atto.d2_in1k/" not in result.stdout
+    assert "results/replacement/demo/learned.json" in result.stdout
+    models = ["demo", "convnext_atto.d2_in1k", "convnext_tiny.fb_in1k", "convnext_nano.d1h_in1k"]
+    config = write_config(tmp_path / "config.yaml", models=models, imagenet_val=str(tmp_path / "val"))
+    result = run_snakemake(tmp_path, "--configfile", str(config), "-n")
+    counts = job_counts(result.stdout)
+    assert counts["replace_and_evaluate"] == 4 * 11 and counts["replace_stages"] == 4
+    # atto.d2 and tiny.fb share 224 px / crop 0.875 / bicubic; nano.d1h crops 0.95: two caches
+    assert counts["prepare_eval_cache"] == 2
+    assert "imagenet_val is not set" not in result.stderr
+
+
+def test_lint_is_clean(repo_root):
+    result = run_snakemake(repo_root, "--lint", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Congratulations, your workflow is in a good condition!" in output
+    assert "Lints for" not in output

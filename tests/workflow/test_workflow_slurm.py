@@ -1,0 +1,326 @@
+"""Cluster execution: the Slurm profiles, GPU requests in sbatch calls, and a real Slurm run.
+
+- ``test_gpu_rules_sbatch_lines``: the executor plugin's own submission code,
+  driven by the real ``profiles/slurm`` with stand-ins for ``sbatch`` and
+  ``sacctmgr``, must put ``--gpus`` (and the GPU partition and CPUs) on the
+  sbatch line of every GPU rule and nowhere else.
+- ``test_real_slurm_demo``: installs Debian's slurm-wlm and munge when missing,
+  starts a single-node Slurm on localhost (tests/workflow/slurm_cluster.py), runs the
+  tiny demo through ``profiles/slurm-test`` with every non-local job submitted
+  by sbatch, and compares its outputs with a local run. Skipped only where it
+  cannot run as root or the packages cannot be installed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import write_config
+from slurm_cluster import SlurmCluster, SlurmError, ensure_slurm_installed
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILE = REPO / "profiles" / "slurm"
+TEST_PROFILE = REPO / "profiles" / "slurm-test"
+RESOURCES_SMK = REPO / "workflow" / "rules" / "resources.smk"
+# Any attempt to reach the network fails at once.
+NO_NETWORK = {
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "http_proxy": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+    "NO_PROXY": "",
+}
+
+
+def gpu_rules() -> tuple[str, ...]:
+    match = re.search(r"^GPU_RULES = \(([^)]*)\)", RESOURCES_SMK.read_text(), re.M)
+    return tuple(re.findall(r'"([^"]+)"', match.group(1)))
+
+
+def profile() -> dict:
+    return yaml.safe_load((PROFILE / "config.yaml").read_text())
+
+
+def snakemake(*args, cwd, env=None, timeout=600) -> subprocess.CompletedProcess:
+    env = {**(env or os.environ), "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+# -- the profile -------------------------------------------------------------
+
+
+def test_profile_requests_a_gpu_for_every_gpu_rule():
+    config = profile()
+    assert config["executor"] == "slurm"
+    defaults = config["default-resources"]
+    assert {"slurm_partition", "slurm_account", "mem_mb", "runtime"} <= set(defaults)
+    gpu = {name for name, res in config["set-resources"].items() if res.get("gpu") == 1}
+    assert gpu == set(gpu_rules()) and len(gpu) == 4
+    assert set(config["set-threads"]) == gpu
+    partitions = {config["set-resources"][name]["slurm_partition"] for name in gpu}
+    assert len(partitions) == 1 and partitions != {defaults["slurm_partition"]}
+
+
+def test_every_rule_using_gpu_resources_is_a_gpu_rule():
+    """A rule that calls gpu_resources() must be listed in GPU_RULES (and so in the profile)."""
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for name, body in re.findall(r"^rule (\w+):\n((?:[ \t].*\n|\n)*)", smk.read_text(), re.M):
+            if "gpu_resources(" in body or re.search(r"\bgpu\s*=\s*[1-9]", body):
+                assert name in gpu_rules(), f"{smk.name}: rule {name} needs a GPU but is not in GPU_RULES"
+
+
+# -- sbatch command lines of GPU rules (plugin code path, stand-in sbatch) --------
+
+GPU_SNAKEFILE = """
+MODELS = {{}}
+include: {resources!r}
+
+rule all:
+    input: expand("out/{{name}}.txt", name=GPU_RULES + ("cpu_rule",))
+
+rule cpu_rule:
+    output: "out/cpu_rule.txt"
+    threads: 2
+    resources:
+        mem_mb=scaled_mem_mb(base=1500),
+        runtime=scaled_runtime(base=10),
+    shell: "touch {{output}}"
+"""
+
+GPU_RULE = """
+rule {name}:
+    output: "out/{name}.txt"
+    threads: GPU_THREADS
+    resources:
+        **gpu_resources(mem_mb=24000, runtime=180),
+    shell: "touch {{output}}"
+"""
+
+
+def _stub(path: Path, body: str) -> None:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+@pytest.fixture()
+def fake_slurm(tmp_path):
+    """sbatch that records its command line and refuses the job; sacctmgr that knows the account."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "sbatch_calls.txt"
+    _stub(bin_dir / "sbatch", f'printf "%s\\n" "$*" >> "{calls}"\necho "stub: not submitted" >&2\nexit 1\n')
+    _stub(bin_dir / "sacctmgr", f'echo "{profile()["default-resources"]["slurm_account"]}"\n')
+    for name in ("sinfo", "squeue", "sacct", "scontrol", "scancel", "sshare"):
+        _stub(bin_dir / name, "exit 1\n")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("SLURM_CONF", None)
+    return env, calls
+
+
+def submitted_lines(workdir: Path, env, calls: Path, *args) -> dict[str, str]:
+    snakefile = workdir / "Snakefile"
+    snakefile.write_text(
+        GPU_SNAKEFILE.format(resources=str(RESOURCES_SMK))
+        + "".join(GPU_RULE.format(name=name) for name in gpu_rules())
+    )
+    result = snakemake(
+        "--snakefile", str(snakefile), "--profile", str(PROFILE), "--retries", "0",
+        "--slurm-init-seconds-before-status-checks", "1", *args, cwd=workdir, env=env,
+    )  # fmt: skip
+    assert result.returncode != 0  # every submission is refused by the stand-in
+    output = result.stdout + result.stderr
+    assert calls.exists(), output[-3000:]
+    lines = {}
+    for line in calls.read_text().splitlines():
+        rule = re.search(r"--comment '?rule_(\w+?)'?(?: |$)", line).group(1)
+        lines[rule] = line
+    assert set(lines) == {*gpu_rules(), "cpu_rule"}, output[-3000:]
+    return lines
+
+
+def test_gpu_rules_sbatch_lines(tmp_path, fake_slurm):
+    env, calls = fake_slurm
+    lines = submitted_lines(tmp_path, env, calls)
+    settings = profile()
+    cpu_partition = settings["default-resources"]["slurm_partition"]
+    account = settings["default-resources"]["slurm_account"]
+    for name in gpu_rules():
+        line = lines[name]
+        gpu_partition = settings["set-resources"][name]["slurm_partition"]
+        assert re.search(r"(^| )--gpus=1( |$)", line), line
+        assert f"-p {gpu_partition}" in line and f"-A {account}" in line, line
+        assert f"--cpus-per-task={settings['set-threads'][name]}" in line, line
+        assert "--mem 24000" in line and "-t 180" in line, line
+    cpu = lines["cpu_rule"]
+    assert "--gpus" not in cpu and "--gres" not in cpu, cpu
+    assert f"-p {cpu_partition}" in cpu and "--cpus-per-task=2" in cpu and "--mem 1500" in cpu, cpu
+
+
+def test_gpu_model_is_configurable(tmp_path, fake_slurm):
+    env, calls = fake_slurm
+    args = [f"{name}:gpu_model=h100" for name in gpu_rules()]
+    lines = submitted_lines(tmp_path, env, calls, "--set-resources", *args)
+    for name in gpu_rules():
+        assert "--gpus=h100:1" in lines[name], lines[name]
+    assert "--gpus" not in lines["cpu_rule"]
+
+
+def test_paper_dry_run_through_the_slurm_profile(tmp_path):
+    result = snakemake(
+        "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n",
+        "--profile", str(PROFILE), "--configfile", str(REPO / "config" / "paper.yaml"),
+        cwd=tmp_path, env={**os.environ, **NO_NETWORK},
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    jobs = re.findall(r"^rule (\w+):\n((?:    .*\n)+)", result.stdout, re.M)
+    assert jobs
+    resources = {}
+    for name, body in jobs:
+        line = re.search(r"^    resources: (.*)$", body, re.M).group(1)
+        resources.setdefault(name, []).append(dict(kv.split("=", 1) for kv in line.split(", ")))
+    # CPU rules: partition from the profile, memory and runtime that differ with the model.
+    for name in ("fetch_weights", "extract_kernels"):
+        assert all(r["slurm_partition"] == "cpu" and "gpu" not in r for r in resources[name])
+        assert len({r["mem_mb"] for r in resources[name]}) > 3, resources[name][:5]
+        assert len({r["runtime"] for r in resources[name]}) > 3
+    # GPU rules: the paper DAG (no imagenet_val in config/paper.yaml) trains the autoencoder on a GPU;
+    # the evaluation rules join it with imagenet_val (their sbatch lines: test_gpu_rules_sbatch_lines).
+    gpu_jobs = [(name, r) for name in gpu_rules() for r in resources.get(name, [])]
+    assert "train_autoencoder" in {name for name, _ in gpu_jobs}, sorted(resources)
+    for name, r in gpu_jobs:
+        assert r["gpu"] == "1" and r["slurm_partition"] == "gpu", (name, r)
+    for name in set(resources) - set(gpu_rules()):
+        assert all("gpu" not in r for r in resources[name]), (name, resources[name][:3])
+
+
+# -- real Slurm ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    if os.geteuid() != 0:
+        reason = "the real-Slurm test starts slurmctld/slurmd/munged and must run as root"
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    reason = ensure_slurm_installed()
+    if reason:
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    # Short path: munge's socket path must stay below the 108-byte limit of unix sockets.
+    root = Path(tempfile.mkdtemp(prefix="mk-slurm-", dir="/tmp"))
+    cluster = SlurmCluster(root)
+    try:
+        try:
+            cluster.start()
+        except (SlurmError, subprocess.TimeoutExpired) as err:
+            pytest.fail(f"single-node Slurm did not start: {err}\n{cluster.logs()}")
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# The demo's kernels: weights (trained in a Slurm job) -> kernels (another Slurm job).
+TARGETS = ["results/kernels/demo.npz", "results/kernels/demo.parquet"]
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {parts[0]: int(parts[1]) for parts in map(str.split, table.splitlines()) if len(parts) == 2
+            and parts[1].isdigit()}  # fmt: skip
+
+
+def test_real_slurm_demo(tmp_path, slurm_cluster):
+    started = time.monotonic()
+    config = write_config(tmp_path / "config.yaml")  # the tiny test config, bundled published filters
+    # Same threads in both runs: CPU training is deterministic for a fixed thread count.
+    threads = ["--set-threads", "train_demo_model=1", "extract_kernels=1"]
+    common = [*TARGETS, "--snakefile", str(REPO / "Snakefile"), "--configfile", str(config), *threads]
+
+    # The local reference run goes on while the Slurm run waits for its jobs.
+    local = tmp_path / "local"
+    local.mkdir()
+    with open(local / "local_run.log", "w") as log:
+        local_run = subprocess.Popen(
+            [sys.executable, "-m", "snakemake", *common, "--directory", str(local), "--cores", "1"],
+            cwd=local, env={**os.environ, "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"},
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _run_on_slurm_and_compare(tmp_path, common, local, local_run, slurm_cluster)
+    finally:
+        if local_run.poll() is None:
+            local_run.kill()
+            local_run.wait(timeout=30)
+    print(f"real-Slurm demo test: {time.monotonic() - started:.0f} s")
+
+
+def _run_on_slurm_and_compare(tmp_path, common, local, local_run, slurm_cluster):
+    on_slurm = tmp_path / "slurm"
+    on_slurm.mkdir()
+    result = snakemake(
+        *common, "--directory", str(on_slurm), "--profile", str(TEST_PROFILE),
+        cwd=on_slurm, env=slurm_cluster.env, timeout=420,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    (tmp_path / "slurm_run.log").write_text(output)
+    assert result.returncode == 0, f"{output[-4000:]}\n{slurm_cluster.logs()}"
+
+    assert local_run.wait(timeout=420) == 0, (local / "local_run.log").read_text()[-4000:]
+
+    # Every job but the local (bookkeeping) rules went through sbatch ...
+    counts = job_counts(output)
+    remote = re.findall(r"^rule (\w+):$", output, re.M)
+    local_jobs = re.findall(r"^localrule (\w+):$", output, re.M)
+    assert sorted(remote + local_jobs) == sorted(name for name, n in counts.items() for _ in range(n)), output
+    assert set(local_jobs) <= {"fetch_published_filters"}, local_jobs
+    assert sorted(remote) == ["extract_kernels", "train_demo_model"], output[-4000:]
+    submissions = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", output)
+    assert len(submissions) == len(remote), output[-4000:]
+    # ... and Slurm itself knows them as finished jobs of those rules.
+    queue = slurm_cluster.run("squeue", "--states=all", "-h", "-o", "%i|%T|%k").stdout
+    states = {jobid: (state, comment) for jobid, state, comment in (ln.split("|") for ln in queue.split())}
+    for jobid in submissions:
+        assert states[jobid][0] == "COMPLETED", queue
+    assert sorted(states[j][1] for j in submissions) == ["rule_extract_kernels_wildcards_demo",
+                                                         "rule_train_demo_model"], queue  # fmt: skip
+    logs = list((on_slurm / "logs" / "slurm").rglob("*.log"))
+    assert len(logs) == len(submissions), logs
+
+    # The cluster run gives the same outputs as the local run.
+    for name in ("results/kernels/demo.npz",):
+        a, b = np.load(on_slurm / name), np.load(local / name)
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(on_slurm / "results/kernels/demo.parquet"),
+        pd.read_parquet(local / "results/kernels/demo.parquet"),
+    )
+    for run in (on_slurm, local):
+        meta = yaml.safe_load((run / "resources/weights/demo.json").read_text())
+        assert meta["training"]["threads"] == 1
