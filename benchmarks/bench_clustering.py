@@ -29,19 +29,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from masterkey.autoencoder import decode, encode, train_autoencoder
-from masterkey.clustering import (
-    ClusteringSettings,
+from masterkey.clustering.autoencoder import decode, encode, train_autoencoder
+from masterkey.clustering.clusters import (
     classification_table,
     cluster_pool,
     cosine_to_prototypes,
     kmeans_assign,
     member_prototypes,
-    pool_arrays,
 )
-from masterkey.master_keys import approximation_errors, decode_candidates, greedy_selection
-from masterkey.scalespace import MODEL_NAMES, model_template
-from masterkey.similarity import center_norm
+from masterkey.clustering.master_keys import approximation_errors, decode_candidates, greedy_selection
+from masterkey.clustering.pool import pool_arrays
+from masterkey.clustering.settings import ClusteringSettings
+from masterkey.kernels.similarity import centre_norm
+from masterkey.scalespace.templates import TYPE_NAMES, idealized_templates
 
 
 def rss_mb() -> float:
@@ -89,10 +89,12 @@ def step(name: str, note: str = ""):
 def synthetic_kernels(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     templates = [
-        model_template(m, 7, 1.0, None if m in ("lap", "id-lap") else 1.2, 0.5 if m == "id-lap" else None)
-        for m in MODEL_NAMES
+        idealized_templates(
+            m, 7, 1.0, None if m in ("lap", "id-lap") else 1.2, 0.5 if m == "id-lap" else None
+        )
+        for m in TYPE_NAMES
     ]
-    templates = center_norm(np.stack(templates)).astype(np.float32)
+    templates = centre_norm(np.stack(templates)).astype(np.float32)
     per_model = {}
     half = n // 2
     for m, count in (("model_a", half), ("model_b", n - half)):
@@ -156,12 +158,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TQDM_DISABLE", "1")
+    # exactly --epochs epochs of one autoencoder (min_steps 0, one restart): a timing, not a clustering
     settings = ClusteringSettings(
         k=args.k,
         max_kernels_per_model=None,
         raw_kmeans_max_kernels=args.raw_fit,
         batch_size=args.batch_size,
         kmeans_n_init=4,
+        epochs=args.epochs,
+        min_steps=0,
+        restarts=1,
     )
     print(
         f"n = {args.n:,} kernels, {args.threads} torch threads, {os.cpu_count()} CPUs, "
@@ -177,9 +183,7 @@ def main(argv=None):
 
     fit = pool.kernels
     with step(f"autoencoder training ({args.epochs} epochs)", f"batch {args.batch_size}, 1 thread"):
-        model, history = train_autoencoder(
-            fit, epochs=args.epochs, batch_size=args.batch_size, seed=0, progress=False, threads=1
-        )
+        model, history = train_autoencoder(fit, settings, seed=0, progress=False, cpu_threads=1)
     ROWS.append(
         {
             "step": "  per epoch",
@@ -235,7 +239,7 @@ def main(argv=None):
     clustering_steps = ["normalisation + pooling", "encoding", "cluster_pool (whole cluster rule)"]
     clustering_seconds = table[table["step"].isin(clustering_steps)]["seconds"].sum()
     print(f"\nclustering stage without training (pool + encode + cluster rule): {clustering_seconds:.1f} s")
-    print(f"all steps: {time.perf_counter() - total:.1f} s; master keys kept {list(selection.selected)}")
+    print(f"all steps: {time.perf_counter() - total:.1f} s; master keys kept {selection.selected.tolist()}")
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.out:

@@ -8,16 +8,19 @@ Usage::
 
 1. A folder of ``--images`` generated JPEGs (500 x 375, quality 90, ten ImageNet class folders) is
    decoded with the checkpoint's timm eval preprocessing into the uint8 cache
-   (:func:`masterkey.evaluation.build_eval_cache`) with 1 and with ``--workers`` processes.
+   (:func:`masterkey.data.evalcache.build_eval_cache`) with 1 and with ``--workers`` processes.
 2. Inference of the model (random weights: speed only) on the first ``--inference-images``:
-   from the cache (:func:`masterkey.evaluation.evaluate`), against the usual pipeline without a
+   from the cache (:func:`masterkey.training.evaluate.evaluate`), against the usual pipeline without a
    cache in the same run - a torch DataLoader with ``--workers`` processes decoding the JPEGs with
    timm's full eval transform (``timm.data.create_transform``, normalised) feeding the same model
    with the same settings (channels-last, bf16 autocast and pinned copies on CUDA).  ``ratio`` is
    cached over uncached throughput; both must agree on top-1 against the folder labels.
 3. The demo set (config defaults: 16 classes x 64 crops of 64 x 64): building it
-   (:func:`masterkey.evaluation.demo_eval_set`), inference from memory and from its float cache
-   file, with the demo weights when ``resources/weights/demo.safetensors`` exists.
+   (``masterkey.data.demo.demo_dataset(settings, seed).eval_set()``) and inference from memory,
+   against rebuilding it for every evaluation, with the demo weights when
+   ``resources/weights/demo.safetensors`` exists.  (The former third demo timing, inference from a
+   float cache file of the demo set, is gone with the float caches: only uint8 pixel caches of
+   image folders exist, and the demo set is always built in memory.)
 
 ``--device auto`` runs the CPU and, when present, CUDA.  Each timing is the best of ``--repeats``
 runs after one warm-up batch.
@@ -30,6 +33,7 @@ import os
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # the table says it all
@@ -39,18 +43,11 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from masterkey.evaluation import (  # noqa: E402
-    build_eval_cache,
-    demo_eval_set,
-    evaluate,
-    find_imagenet_images,
-    load_eval_cache,
-    preprocessing_for_model,
-    resolve_device,
-    save_eval_set,
-    to_model_input,
-    topk_correct,
-)
+from masterkey.data.evalcache import build_eval_cache, load_eval_cache  # noqa: E402
+from masterkey.data.imagenet import find_imagenet_images  # noqa: E402
+from masterkey.data.preprocessing import preprocessing_for_model  # noqa: E402
+from masterkey.training.evaluate import evaluate, to_model_input, topk_correct  # noqa: E402
+from masterkey.training.runtime import resolve_device  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,12 +121,12 @@ def timing(images: int, seconds: float, **extra) -> dict:
 
 
 def best(repeats: int, *calls) -> list[dict]:
-    """The fastest of ``repeats`` runs of each ``(function, *args)`` in ``calls``; the calls take turns,
-    so a change in the machine's load hits all of them alike."""
+    """The fastest of ``repeats`` runs of each function (no arguments) in ``calls``; the calls take
+    turns, so a change in the machine's load hits all of them alike."""
     results = [[] for _ in calls]
     for _ in range(repeats):
-        for runs, (function, *args) in zip(results, calls, strict=True):
-            runs.append(function(*args))
+        for runs, function in zip(results, calls, strict=True):
+            runs.append(function())
     return [min(runs, key=lambda r: r["seconds"]) for runs in results]
 
 
@@ -185,12 +182,12 @@ def main() -> None:
         for device in devices:
             torch.manual_seed(0)
             model = timm.create_model(architecture, pretrained=False)
-            evaluate(model, eval_set, batch, device, max_images=batch)  # warm-up
-            cached, uncached = best(
-                repeats,
-                (evaluate, model, eval_set, batch, device, n),
-                (evaluate_uncached, model, paths[:n], labels[:n], preprocessing, device, batch, args.workers),
+            evaluate(model, eval_set, batch_size=batch, device=device, max_images=batch)  # warm-up
+            run_cached = partial(evaluate, model, eval_set, batch_size=batch, device=device, max_images=n)
+            run_uncached = partial(
+                evaluate_uncached, model, paths[:n], labels[:n], preprocessing, device, batch, args.workers
             )
+            cached, uncached = best(repeats, run_cached, run_uncached)
             agree = "top-1 agrees" if cached["top1"] == uncached["top1"] else "top-1 DIFFERS"
             row(
                 f"inference {architecture}, on-the-fly decoding (no cache)",
@@ -203,31 +200,29 @@ def main() -> None:
             row(f"inference {architecture}, from uint8 cache", device, "-", cached, ratio, agree)
 
         if not args.skip_demo:
-            from masterkey.config import validate_config
+            from masterkey.core.config import validate_config
+            from masterkey.data.demo import DemoSettings, demo_dataset
 
             config = validate_config({"models": ["demo"]})
-            demo = config["demo"]
+            demo = DemoSettings.from_config(config)
             started = time.perf_counter()
-            demo_set = demo_eval_set(demo, config["seed"])
+            demo_set = demo_dataset(demo, config["seed"]).eval_set()
             build = timing(len(demo_set), time.perf_counter() - started)
-            row("demo set: build_demo_dataset (val split)", "cpu", "-", build)
-            demo_cache = load_eval_cache(save_eval_set(demo_set, tmp / "demo.npy"))
+            row("demo set: demo_dataset(...).eval_set()", "cpu", "-", build)
             weights = REPO / "resources" / "weights"
             for device in devices:
                 if (weights / "demo.safetensors").is_file():
-                    from masterkey.weights import load_checkpoint
+                    from masterkey.nets.checkpoints import load_checkpoint
 
                     model, _ = load_checkpoint(weights / "demo.safetensors", weights / "demo.json")
                     note = "trained demo weights"
                 else:
-                    model = timm.create_model(demo["architecture"], num_classes=len(demo["images"]))
+                    model = timm.create_model(
+                        demo.architecture, num_classes=len(demo.images), **demo.model_kwargs
+                    )
                     note = "random weights"
-                evaluate(model, demo_set, batch, device, max_images=batch)  # warm-up
-                memory, from_file = best(
-                    repeats,
-                    (evaluate, model, demo_set, batch, device),
-                    (evaluate, model, demo_cache, batch, device),
-                )
+                evaluate(model, demo_set, batch_size=batch, device=device, max_images=batch)  # warm-up
+                (memory,) = best(repeats, partial(evaluate, model, demo_set, batch_size=batch, device=device))
                 rebuilt = timing(memory["images"], memory["seconds"] + build["seconds"])
                 row("demo inference, set rebuilt each time", device, "-", rebuilt, 1.0)
                 speedup = memory["images_per_second"] / rebuilt["images_per_second"]
@@ -239,9 +234,6 @@ def main() -> None:
                     speedup,
                     f"{note}; top-1 {memory['top1']:.3f}",
                 )
-                agree = "top-1 agrees" if from_file["top1"] == memory["top1"] else "top-1 DIFFERS"
-                speedup = from_file["images_per_second"] / rebuilt["images_per_second"]
-                row("demo inference, float cache file (mmap)", device, "-", from_file, speedup, agree)
 
     print(f"\nmodel {args.model}: {preprocessing.as_dict()}, key {preprocessing.key()}")
     print(f"torch threads {args.threads}, batch {batch}, best of {repeats}; CPU cores {os.cpu_count()}\n")

@@ -5,7 +5,7 @@ Usage::
     python benchmarks/bench_fitting.py [N] [--reference-n 200] [--methods A B C1 C2 D1 D2] [--seed 0]
 
 Fits ``N`` 7x7 filters (half planted templates of random type, scale, sign, amplitude and 2 % noise,
-half i.i.d. Gaussian noise) with every method of :mod:`masterkey.fitting`, each method timed on its
+half i.i.d. Gaussian noise) with every method of :mod:`masterkey.scalespace.fitting`, each method timed on its
 own (so a norm method includes every search it needs), plus automatic type selection and one run
 with all methods together.  Peak memory is the tracemalloc peak of the call (NumPy allocations are
 traced) and the process's maximum resident set size.
@@ -42,8 +42,7 @@ from scipy.optimize import brentq, minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from masterkey.fitting import (  # noqa: E402
-    _KAPPA,
+from masterkey.scalespace.fitting import (  # noqa: E402
     ALPHA_BOUNDS,
     METHODS,
     SIGMA_BOUNDS,
@@ -51,8 +50,14 @@ from masterkey.fitting import (  # noqa: E402
     normalise_for_fitting,
     select_types,
 )
-from masterkey.scalespace import AXIS_OPERATORS, DERIVATIVE_ORDER, MODEL_NAMES, model_templates  # noqa: E402
-from masterkey.spread import reference_template, spread_moments  # noqa: E402
+from masterkey.scalespace.fitting.methods import KAPPA  # noqa: E402
+from masterkey.scalespace.spread import reference_template, spread_moments  # noqa: E402
+from masterkey.scalespace.templates import (  # noqa: E402
+    AXIS_OPERATORS,
+    DERIVATIVE_ORDER,
+    TYPE_NAMES,
+    idealized_templates,
+)
 
 K = 7
 
@@ -64,15 +69,15 @@ def make_filters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(kernels, planted_mask)``."""
     rng = np.random.default_rng(seed)
     planted = n // 2
-    models = rng.choice(MODEL_NAMES, size=planted)
+    models = rng.choice(TYPE_NAMES, size=planted)
     sigma_x = np.exp(rng.uniform(np.log(0.3), np.log(1.5), planted))
     sigma_y = np.exp(rng.uniform(np.log(0.3), np.log(1.5), planted))
     kernels = np.empty((n, K, K))
-    for model in MODEL_NAMES:  # vectorised per type
+    for model in TYPE_NAMES:  # vectorised per type
         rows = np.flatnonzero(models == model)
         single = model in ("lap", "id-lap")
         alpha = rng.uniform(0.2, 1.5, len(rows)) if model == "id-lap" else None
-        kernels[rows] = model_templates(
+        kernels[rows] = idealized_templates(
             model, K, sigma_x[rows], None if single else sigma_y[rows], alpha=alpha
         )
     amplitude = rng.choice([-1.0, 1.0], planted) * rng.uniform(0.5, 2.0, planted)
@@ -90,7 +95,8 @@ def make_filters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------------------------------------
 def _template(model, sx, sy, alpha=None):
     single = model in ("lap", "id-lap")
-    return model_templates(model, K, sx, None if single else sy, alpha=alpha if model == "id-lap" else None)
+    alpha = alpha if model == "id-lap" else None
+    return idealized_templates(model, K, sx, None if single else sy, alpha=alpha)
 
 
 def _criterion(model, h, sx, sy, alpha, kind):
@@ -154,12 +160,12 @@ def _reference_table(model, two_d):
         log_alpha = np.linspace(np.log(ALPHA_BOUNDS[0]), np.log(ALPHA_BOUNDS[1]), REFERENCE_GRID["alpha"])
         a, b = np.meshgrid(log_sigma, log_alpha, indexing="ij")
         points = np.stack([a.ravel(), b.ravel()], axis=1)
-        templates = model_templates(model, K, np.exp(points[:, 0]), alpha=np.exp(points[:, 1]))
+        templates = idealized_templates(model, K, np.exp(points[:, 0]), alpha=np.exp(points[:, 1]))
         shape = a.shape
     elif two_d:
         a, b = np.meshgrid(log_sigma, log_sigma, indexing="ij")
         points = np.stack([a.ravel(), b.ravel()], axis=1)
-        templates = model_templates(model, K, np.exp(points[:, 0]), np.exp(points[:, 1]))
+        templates = idealized_templates(model, K, np.exp(points[:, 0]), np.exp(points[:, 1]))
         shape = a.shape
     else:
         points = log_sigma[:, None]
@@ -241,7 +247,7 @@ def reference_variance_fit(method, model, h):
         if model == "lap":
             return np.sqrt(v_xx + v_yy), np.sqrt(v_xx + v_yy)
         order_x, order_y = DERIVATIVE_ORDER[model]
-        return np.sqrt(v_xx / _KAPPA[order_x]), np.sqrt(v_yy / _KAPPA[order_y])
+        return np.sqrt(v_xx / KAPPA[order_x]), np.sqrt(v_yy / KAPPA[order_y])
 
     def relation(sigma, axis):
         if model == "lap":
@@ -277,10 +283,10 @@ def reference_fit(kernels, types, method, norm_fit=None):
     for i, (kernel, model) in enumerate(zip(kernels, types, strict=True)):
         if model is None:
             continue
-        h, bad, _ = normalise_for_fitting(kernel[None], model)
-        if bad[0]:
+        normalised = normalise_for_fitting(kernel[None], model)
+        if normalised.degenerate[0]:
             continue
-        h = h[0]
+        h = normalised.kernels[0]
         if method in ("A", "B") and model != "id-lap":
             sx[i], sy[i] = reference_variance_fit(method, model, h)
         else:
@@ -303,7 +309,7 @@ def reference_select(kernels):
             return abs((t * h).sum()) / np.linalg.norm(t)
 
         best = (-1.0, None)
-        for model in MODEL_NAMES:
+        for model in TYPE_NAMES:
             grid = np.log(np.exp(np.linspace(np.log(SIGMA_BOUNDS[0]), np.log(SIGMA_BOUNDS[1]), 7)))
             if model == "id-lap":
                 alphas = np.log(np.exp(np.linspace(np.log(ALPHA_BOUNDS[0]), np.log(ALPHA_BOUNDS[1]), 7)))
