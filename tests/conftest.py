@@ -24,6 +24,37 @@ TINY_DEMO = yaml.safe_load(TEST_CONFIG.read_text())["demo"]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+NO_NETWORK = {
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "http_proxy": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+    "NO_PROXY": "",
+}
+"""Environment for subprocesses in which any attempt to reach the network fails at once."""
+
+
+def make_image(seed: int, height: int, width: int, mode: str = "RGB"):
+    """A natural-ish test image (PIL): smooth colour gradients plus fine noise (so resampling matters)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    channels = [np.sin(2 * np.pi * (f * x + g * y) + p) for f, g, p in rng.uniform(0.5, 4, (3, 3))]
+    pixels = 127.5 * (1 + np.stack(channels, -1)) * 0.8 + rng.uniform(0, 51, (height, width, 3))
+    image = Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+    return image.convert(mode)
+
+
+@pytest.fixture
+def few_threads():
+    """torch on two intra-op threads for the test (restored after it)."""
+    from masterkey.training.runtime import threads
+
+    with threads(2):
+        yield
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from timm.data import create_transform
 
+from conftest import make_image
 from masterkey.core.errors import StaleFileError, UserError
 from masterkey.core.rules import user_message
 from masterkey.data.evalcache import EvalSet, build_eval_cache, eval_cache_files, load_eval_cache
@@ -18,22 +19,9 @@ from masterkey.training.evaluate import to_model_input
 DEFAULT = Preprocessing((3, 224, 224), 0.875, "center", "bicubic")
 
 
-@pytest.fixture(autouse=True)
-def few_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("few_threads")
 
 
-def make_image(seed: int, height: int, width: int, mode: str = "RGB") -> Image.Image:
-    """A natural-ish test image: smooth colour gradients plus fine noise (so resampling matters)."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width] / max(height, width)
-    channels = [np.sin(2 * np.pi * (f * x + g * y) + p) for f, g, p in rng.uniform(0.5, 4, (3, 3))]
-    pixels = 127.5 * (1 + np.stack(channels, -1)) * 0.8 + rng.uniform(0, 51, (height, width, 3))
-    image = Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
-    return image.convert(mode)
 
 
 @pytest.fixture(scope="module")

@@ -3,23 +3,15 @@
 import numpy as np
 import pytest
 import scipy.io
-from PIL import Image
 from timm.data import ImageNetInfo
 
+from conftest import make_image
 from masterkey.core.errors import UserError
 from masterkey.data.imagenet import file_list_fingerprint, find_imagenet_images
 
 WNIDS = ImageNetInfo().label_names()  # sorted: position = ImageNet-1k class index
 
 
-def make_image(seed: int, height: int, width: int, mode: str = "RGB") -> Image.Image:
-    """A natural-ish test image: smooth colour gradients plus fine noise (so resampling matters)."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width] / max(height, width)
-    channels = [np.sin(2 * np.pi * (f * x + g * y) + p) for f, g, p in rng.uniform(0.5, 4, (3, 3))]
-    pixels = 127.5 * (1 + np.stack(channels, -1)) * 0.8 + rng.uniform(0, 51, (height, width, 3))
-    image = Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
-    return image.convert(mode)
 
 
 def write_images(folder, names, size=(60, 45)):

@@ -12,13 +12,7 @@ from masterkey.core.errors import UserError
 from masterkey.data.evalcache import EvalSet
 from masterkey.training.evaluate import MeanLoss, TopK, evaluate, tensor_batches, topk_correct
 
-
-@pytest.fixture(autouse=True)
-def few_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("few_threads")
 
 
 def test_topk_correct_on_planted_logits():

@@ -9,19 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, TEST_CONFIG, run_snakemake, write_config
+from conftest import NO_NETWORK, REPO_ROOT, TEST_CONFIG, run_snakemake, write_config
 from masterkey.nets.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
-# Any attempt to reach the network fails at once.
-NO_NETWORK = {
-    "HTTP_PROXY": "http://127.0.0.1:9",
-    "HTTPS_PROXY": "http://127.0.0.1:9",
-    "http_proxy": "http://127.0.0.1:9",
-    "https_proxy": "http://127.0.0.1:9",
-    "NO_PROXY": "",
-}
 # Rules not in the demo DAG: the timm-only ones (the demo trains its own model and evaluates on its own
 # split) and the optional fine-tuning (replacement.finetune.enabled: false by default).
 NOT_IN_DEMO = {"fetch_weights", "prepare_eval_cache", "finetune_frozen"}

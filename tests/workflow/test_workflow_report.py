@@ -11,18 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, TINY_DEMO, run_snakemake
+from conftest import NO_NETWORK, REPO_ROOT, TINY_DEMO, run_snakemake
 
 pytestmark = pytest.mark.slow
 
-# Any attempt to reach the network during `--report` fails at once.
-NO_NETWORK = {
-    "HTTP_PROXY": "http://127.0.0.1:9",
-    "HTTPS_PROXY": "http://127.0.0.1:9",
-    "http_proxy": "http://127.0.0.1:9",
-    "https_proxy": "http://127.0.0.1:9",
-    "NO_PROXY": "",
-}
 
 
 def expand_braces(pattern: str) -> list[str]:

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-from conftest import write_config
 from slurm_cluster import SlurmCluster, SlurmError, ensure_slurm_installed
+
+from conftest import NO_NETWORK, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -37,14 +37,6 @@ REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "profiles" / "slurm"
 TEST_PROFILE = REPO / "profiles" / "slurm-test"
 RESOURCES_SMK = REPO / "workflow" / "rules" / "resources.smk"
-# Any attempt to reach the network fails at once.
-NO_NETWORK = {
-    "HTTP_PROXY": "http://127.0.0.1:9",
-    "HTTPS_PROXY": "http://127.0.0.1:9",
-    "http_proxy": "http://127.0.0.1:9",
-    "https_proxy": "http://127.0.0.1:9",
-    "NO_PROXY": "",
-}
 
 
 def gpu_rules() -> tuple[str, ...]:

@@ -35,6 +35,7 @@ __all__ = [
     "depthwise_structure",
     "evaluate_demo",
     "demo_batches",
+    "fit_demo_recipe",
     "train_demo_model",
     "save_demo_model",
 ]
@@ -102,6 +103,43 @@ def demo_batches(dataset: DemoDataset, batch_size: int, seed: int):
         yield dataset.sample_batch(batch_size, generator)
 
 
+def fit_demo_recipe(
+    model: nn.Module,
+    parameters,
+    dataset: DemoDataset,
+    *,
+    steps: int,
+    learning_rate: float,
+    weight_decay: float,
+    warmup: int,
+    batch_size: int,
+    seed: int,
+    evaluate_every: int = 0,
+    desc: str = "train",
+) -> pd.DataFrame:
+    """Train ``parameters`` of ``model`` with the demo recipe; returns the per-step log of
+    :func:`masterkey.training.loop.fit`.
+
+    The recipe: AdamW (``learning_rate``, ``weight_decay``), cross-entropy with label smoothing
+    0.1, linear warm-up over ``warmup`` steps then cosine decay
+    (:func:`masterkey.training.loop.warmup_cosine`), batches of random crops of the demo's training
+    regions from a generator seeded ``seed`` (:func:`demo_batches`), the held-out crops evaluated
+    every ``evaluate_every`` steps (0: never).
+    """
+    optimiser = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+    return fit(
+        model,
+        demo_batches(dataset, batch_size, seed),
+        optimiser,
+        nn.CrossEntropyLoss(label_smoothing=0.1),
+        steps,
+        lr_at=partial(warmup_cosine, base=learning_rate, warmup=warmup, total=steps),
+        evaluate_every=evaluate_every,
+        evaluation=(lambda: evaluate_demo(model, dataset)) if evaluate_every else None,
+        desc=desc,
+    )
+
+
 def train_demo_model(settings: DemoSettings, seed: int, references: np.ndarray) -> DemoTraining:
     """Train the demo network of ``settings`` from scratch (see the module docstring).
 
@@ -117,20 +155,18 @@ def train_demo_model(settings: DemoSettings, seed: int, references: np.ndarray) 
         )
         structure_before = depthwise_structure(model, references)
         accuracy_before = evaluate_demo(model, dataset)["val_accuracy"]
-        optimiser = torch.optim.AdamW(
-            model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-        )
         started = time.perf_counter()
-        log = fit(
+        log = fit_demo_recipe(
             model,
-            demo_batches(dataset, settings.batch_size, seed + 1),
-            optimiser,
-            nn.CrossEntropyLoss(label_smoothing=0.1),
-            settings.steps,
-            lr_at=partial(warmup_cosine, base=settings.learning_rate, warmup=settings.warmup_steps,
-                          total=settings.steps),  # fmt: skip
+            model.parameters(),
+            dataset,
+            steps=settings.steps,
+            learning_rate=settings.learning_rate,
+            weight_decay=settings.weight_decay,
+            warmup=settings.warmup_steps,
+            batch_size=settings.batch_size,
+            seed=seed + 1,
             evaluate_every=settings.eval_every,
-            evaluation=lambda: evaluate_demo(model, dataset),
             desc="train demo",
         )
         wall = time.perf_counter() - started

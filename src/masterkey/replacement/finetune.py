@@ -3,24 +3,22 @@
 The demo model only: it retrains on the demo's training regions (rule ``finetune_frozen``).  Only
 the depthwise convolution *weights* are frozen (``requires_grad = False``, so AdamW's weight decay
 does not touch them either); their biases, the pointwise layers, norms and the head train with the
-demo recipe (AdamW, warm-up over the first 10 % of the steps, cosine decay, label smoothing 0.1)
-through the project's training loop (:func:`masterkey.training.loop.fit`).
+demo recipe (:func:`masterkey.nets.demo.fit_demo_recipe`: AdamW, warm-up over the first 10 % of
+the steps, cosine decay, label smoothing 0.1) through the project's training loop.
 """
 
 from __future__ import annotations
 
 import time
-from functools import partial
 
 import pandas as pd
 import torch
 from torch import nn
 
 from ..data.demo import DemoDataset, DemoSettings, demo_dataset
-from ..nets.demo import demo_batches
+from ..nets.demo import fit_demo_recipe
 from ..nets.depthwise import find_depthwise_convs
 from ..training.evaluate import evaluate
-from ..training.loop import fit, warmup_cosine
 from .build import VariantInputs
 from .evaluation import apply_variant
 from .settings import FinetuneSettings
@@ -42,16 +40,16 @@ def finetune_frozen_depthwise(
     frozen = {id(layer.module.weight) for layer in find_depthwise_convs(model)}
     for parameter in model.parameters():
         parameter.requires_grad_(id(parameter) not in frozen)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=weight_decay)
-    log = fit(
+    log = fit_demo_recipe(
         model,
-        demo_batches(dataset, settings.batch_size, seed + 2),
-        optimiser,
-        nn.CrossEntropyLoss(label_smoothing=0.1),
-        settings.steps,
-        lr_at=partial(warmup_cosine, base=settings.learning_rate, warmup=max(1, settings.steps // 10),
-                      total=settings.steps),  # fmt: skip
+        [p for p in model.parameters() if p.requires_grad],
+        dataset,
+        steps=settings.steps,
+        learning_rate=settings.learning_rate,
+        weight_decay=weight_decay,
+        warmup=max(1, settings.steps // 10),
+        batch_size=settings.batch_size,
+        seed=seed + 2,
         desc="finetune",
     )
     for parameter in model.parameters():
