@@ -87,6 +87,19 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, env: dict | Non
     return result
 
 
+def job_counts(output: str) -> dict[str, int]:
+    """Rule -> number of jobs (and "total"), from the first job stats table of a (dry) run."""
+    table = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:  # after the header and its ruler
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    assert "total" in counts, table[:2000]
+    return counts
+
+
 def write_config(path: Path, **overrides) -> Path:
     """The tiny test config with top-level keys replaced by ``overrides``, written to ``path``."""
     config = {**yaml.safe_load(TEST_CONFIG.read_text()), **overrides}

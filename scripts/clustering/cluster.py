@@ -1,7 +1,12 @@
 """Rule cluster: k-means on latent codes (+ raw baseline) -> assignments, prototypes, labels, shares."""
 
 from masterkey.clustering.autoencoder import decode, load_autoencoder
-from masterkey.clustering.clusters import classification_table, cluster_pool, save_clustering
+from masterkey.clustering.clusters import (
+    classification_caption,
+    classification_table,
+    cluster_pool,
+    save_clustering,
+)
 from masterkey.clustering.pool import latents_for_pool, pool_models
 from masterkey.clustering.settings import ClusteringSettings
 from masterkey.core.rules import run_rule
@@ -16,9 +21,8 @@ def main(smk):
     result = cluster_pool(pool, latents, settings, seed, decode=lambda z: decode(model, z))
     save_clustering(result, dict(smk.output.items()))
     table = classification_table(result.assignments)
-    write_table(table, *smk.output.table, label="tab:classification",
-                caption=f"Share of depthwise kernels classified (cosine to their cluster prototype >= "
-                f"{settings.threshold}) per model, stage and layer")  # fmt: skip
+    caption = classification_caption(settings.threshold)
+    write_table(table, *smk.output.table, caption=caption, label="tab:classification")
     print(result.clusters.to_string(index=False))
     print(table[table["level"] == "model"].to_string(index=False))
 

@@ -1,7 +1,12 @@
 """Rule select_master_keys: decoded candidates -> greedy selection of K master keys, error curve, table."""
 
 from masterkey.clustering.autoencoder import load_autoencoder
-from masterkey.clustering.master_keys import compare_with_published, decode_candidates, select_master_keys
+from masterkey.clustering.master_keys import (
+    compare_with_published,
+    comparison_caption,
+    decode_candidates,
+    select_master_keys,
+)
 from masterkey.clustering.pool import pool_models
 from masterkey.clustering.settings import ClusteringSettings
 from masterkey.core.io import write_npy
@@ -22,9 +27,8 @@ def main(smk):
     )
     write_npy(result.keys.astype("float32"), smk.output.master_keys)
     write_table(result.selection.curve, smk.output.curve)
-    write_table(comparison, *smk.output.table, label=f"tab:master-keys-{num_keys}",
-                caption=f"The {num_keys} selected master key filters and their closest published filter "
-                "(|cosine|)")  # fmt: skip
+    caption = comparison_caption(num_keys)
+    write_table(comparison, *smk.output.table, caption=caption, label=f"tab:master-keys-{num_keys}")
     print(result.selection.curve.to_string(index=False))
     print(comparison.to_string(index=False))
 

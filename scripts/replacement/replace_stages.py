@@ -10,6 +10,7 @@ from masterkey.replacement.evaluation import (
     load_eval_set,
     load_variant_inputs,
 )
+from masterkey.replacement.variants import idealized_name
 
 
 def main(smk):
@@ -19,7 +20,7 @@ def main(smk):
     eval_set = load_eval_set(
         meta, DemoSettings.from_section(params.demo), params.seed, smk.input.get("eval_cache")
     )
-    inputs = load_variant_inputs(f"idealized-{method}", smk.input)
+    inputs = load_variant_inputs(idealized_name(method), smk.input)
     result = evaluate_stages(model, smk.wildcards.model, method, inputs, eval_set, seed=params.seed,
                              batch_size=params.batch_size, max_images=params.max_images)  # fmt: skip
     write_json(result, smk.output.result)

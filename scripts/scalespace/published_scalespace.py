@@ -3,10 +3,12 @@
 from masterkey.core.rules import run_rule
 from masterkey.core.tables import write_table
 from masterkey.data.published import load_master_key_filters
-from masterkey.scalespace.published import published_fits_table, published_spread_table
-
-SPREAD_CAPTION = "Spatial spread measures of the 8 published filters"
-FITS_CAPTION = "Idealized scale-space models fitted to the 8 published filters"
+from masterkey.scalespace.published import (
+    FITS_CAPTION,
+    SPREAD_CAPTION,
+    published_fits_table,
+    published_spread_table,
+)
 
 
 def main(smk):

@@ -22,3 +22,4 @@ References
 """
 
 __version__ = "0.1.0"
+__all__ = ["__version__"]

@@ -29,7 +29,7 @@ from masterkey.clustering.pool import (
     pool_models,
 )
 from masterkey.clustering.settings import ClusteringSettings
-from masterkey.core.errors import ConfigError, StaleFileError, UserError
+from masterkey.core.errors import ConfigError, StaleFileError
 from masterkey.kernels.similarity import centre_norm
 from masterkey.kernels.store import save_kernels
 from masterkey.scalespace.templates import idealized_templates
@@ -137,10 +137,10 @@ def test_prototypes_and_labels_match_planted_types(planted):
     for cluster in range(len(TYPES)):
         members = truth[labels == cluster]
         majority = np.bincount(members, minlength=len(TYPES)).argmax()
-        assert result.clusters.loc[cluster, "label"] == TYPES[majority]
+        assert result.clusters.loc[cluster, "type"] == TYPES[majority]
         assert result.prototypes[cluster].ravel() @ base[majority] > 0.99
         assert result.decoded[cluster].ravel() @ base[majority] > 0.95
-        assert result.clusters.loc[cluster, "label_cosine"] > 0.99
+        assert result.clusters.loc[cluster, "type_cosine"] > 0.99
     # clusters are numbered along the latent axis
     assert np.all(np.diff(result.centroids[:, 0]) > 0)
 
@@ -279,8 +279,15 @@ def test_flip_sign_option():
 def test_bad_inputs_give_user_errors(tmp_path):
     x = templates().copy()
     x[0, 3, 3] = np.nan
-    with pytest.raises(UserError, match="NaN"):
+    with pytest.raises(ValueError, match="NaN"):
         normalise_kernels(x)
+    rows = range(len(x))
+    index = pd.DataFrame({"model": "m", "layer": "l", "stage": 0, "block": 0, "channel": rows,
+                          "kernel_size": "7x7", "row": rows, "l2_norm": 1.0, "mean": 0.0})  # fmt: skip
+    save_kernels({"7x7": x.astype(np.float32)}, index, tmp_path / "m.npz", tmp_path / "m.parquet")
+    with pytest.raises(StaleFileError, match="NaN") as err:  # the file is named, not just the kernel
+        pool_models(["m"], [tmp_path / "m.npz"], [tmp_path / "m.parquet"], ClusteringSettings(), 0)
+    assert err.value.path == tmp_path / "m.npz"
     with pytest.raises(ValueError, match="shape"):
         normalise_kernels(np.zeros((2, 7, 5)))
     with pytest.raises(ConfigError, match="no 7x7 kernels") as err:

@@ -15,13 +15,6 @@ def fake_snakemake(log, rule="my_rule", threads=1):
     return SimpleNamespace(log=[str(log)] if log is not None else [], rule=rule, threads=threads)
 
 
-@pytest.fixture
-def keep_threads():
-    previous = torch.get_num_threads()
-    yield
-    torch.set_num_threads(previous)
-
-
 def run_failing(main, smk):
     with pytest.raises(SystemExit) as info:
         run_rule(main, smk)
@@ -101,7 +94,7 @@ def test_without_a_log_errors_go_to_stderr(capfd):
 
 
 @pytest.mark.parametrize("threads", [1, 3])
-def test_torch_threads_follow_the_rule(tmp_path, keep_threads, threads):
+def test_torch_threads_follow_the_rule(tmp_path, few_threads, threads):
     torch.set_num_threads(2)
     seen = []
     run_rule(

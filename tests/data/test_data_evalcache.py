@@ -9,7 +9,7 @@ from PIL import Image
 from timm.data import create_transform
 
 from conftest import make_image
-from masterkey.core.errors import StaleFileError, UserError
+from masterkey.core.errors import ConfigError, StaleFileError
 from masterkey.core.rules import user_message
 from masterkey.data.evalcache import EvalSet, build_eval_cache, eval_cache_files, load_eval_cache
 from masterkey.data.imagenet import file_list_fingerprint, find_imagenet_images
@@ -131,7 +131,7 @@ def test_cache_rejects_stale_and_corrupt(tmp_path, mixed_folder):
     with pytest.raises(StaleFileError, match=r"c\.labels\.npy does not exist") as info:
         load_eval_cache(out)
     assert info.value.path == files.labels
-    with pytest.raises(UserError, match="must end in .npy"):
+    with pytest.raises(ValueError, match="must end in .npy"):
         load_eval_cache(tmp_path / "c.json")
 
 
@@ -140,10 +140,10 @@ def test_undecodable_image_leaves_nothing(tmp_path, mixed_folder):
     broken = tmp_path / "broken.JPEG"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     out_dir = tmp_path / "cache"
-    with pytest.raises(UserError, match=f"cannot decode {broken}"):
+    with pytest.raises(ConfigError, match=f"config key imagenet_val: cannot decode {broken}"):
         build_eval_cache([*paths, broken], [*labels, 0], DEFAULT, out_dir / "c.npy", workers=1)
     assert list(out_dir.iterdir()) == []
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(ConfigError, match="config key imagenet_val: image .*gone.png disappeared"):
         build_eval_cache([tmp_path / "gone.png"], [0], DEFAULT, out_dir / "c.npy")
 
 
@@ -169,15 +169,15 @@ def test_cache_without_preprocessing_is_stale(tmp_path, mixed_folder):
 
 def test_eval_set_checks_its_fields():
     pixels = np.zeros((2, 3, 8, 8), dtype=np.uint8)
-    with pytest.raises(UserError, match="need mean and std"):
+    with pytest.raises(ValueError, match="need mean and std"):
         EvalSet(pixels, np.zeros(2), None, None, "x")
-    with pytest.raises(UserError, match="take none"):
+    with pytest.raises(ValueError, match="take none"):
         EvalSet(pixels.astype(np.float32), np.zeros(2), (0.5,) * 3, (0.5,) * 3, "x")
-    with pytest.raises(UserError, match="2 images but labels"):
+    with pytest.raises(ValueError, match="2 images, labels"):
         EvalSet(pixels, np.zeros(3), (0.5,) * 3, (0.5,) * 3, "x")
-    with pytest.raises(UserError, match=r"\(N, 3, H, W\)"):
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         EvalSet(pixels[:, :1], np.zeros(2), (0.5,) * 3, (0.5,) * 3, "x")
-    with pytest.raises(UserError, match="uint8 or float32"):
+    with pytest.raises(ValueError, match="uint8 or float32"):
         EvalSet(pixels.astype(np.float64), np.zeros(2), None, None, "x")
     torch_set = EvalSet(torch.zeros(2, 3, 8, 8), torch.tensor([1, 0]), None, None, "t")
     assert torch_set.labels.dtype == np.int64 and torch_set.labels.tolist() == [1, 0] and len(torch_set) == 2

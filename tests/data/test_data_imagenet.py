@@ -161,5 +161,5 @@ def test_fingerprint_changes_with_files_labels_and_sizes(tmp_path):
     assert file_list_fingerprint(paths[:1], labels[:1], tmp_path) != first
     (tmp_path / "a" / "2.png").write_bytes((tmp_path / "a" / "2.png").read_bytes() + b"\0")
     assert file_list_fingerprint(paths, labels, tmp_path) != first
-    with pytest.raises(UserError, match="gone.png does not exist"):
+    with pytest.raises(FileNotFoundError, match="gone.png"):
         file_list_fingerprint([tmp_path / "a" / "gone.png"], [0], tmp_path)

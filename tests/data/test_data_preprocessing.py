@@ -74,7 +74,7 @@ def test_key_depends_on_pixel_fields_only():
 )
 def test_bad_preprocessing_rejected(field, value, message):
     fields = {**DEFAULT.as_dict(), field: value}
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(ValueError, match=message):
         Preprocessing(**fields)
 
 

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from masterkey.core.errors import ConfigError, StaleFileError, UserError
+from masterkey.core.errors import ConfigError, StaleFileError
 from masterkey.data.published import (
     BUNDLED_FILTERS,
     PUBLISHED_FILTERS_URL,
@@ -58,7 +58,7 @@ def test_rows_are_stored_top_row_first(published_filters_path, published_filters
     ],
 )
 def test_malformed_text_rejected(text, message):
-    with pytest.raises(UserError, match=message) as info:
+    with pytest.raises(ValueError, match=message) as info:
         parse_master_key_filters(text, source="f.txt")
     assert str(info.value).startswith("f.txt: ")
 

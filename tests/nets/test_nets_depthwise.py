@@ -6,7 +6,7 @@ import timm
 import torch
 from torch import nn
 
-from masterkey.core.errors import StaleFileError, UserError
+from masterkey.core.errors import ConfigError, StaleFileError
 from masterkey.kernels.store import INDEX_COLUMNS, load_index, save_kernels
 from masterkey.nets.depthwise import (
     apply_kernels,
@@ -101,9 +101,9 @@ def test_nan_kernels_and_models_without_depthwise_convs_rejected(tmp_path):
     model = timm.create_model("convnext_atto", pretrained=False)
     with torch.no_grad():
         model.stages[1].blocks[0].conv_dw.weight[3, 0, 2, 2] = float("nan")
-    with pytest.raises(UserError, match=r"model broken: layer stages\.1\.blocks\.0\.conv_dw has non-finite"):
+    with pytest.raises(ValueError, match=r"model broken: layer stages\.1\.blocks\.0\.conv_dw has non-finite"):
         extract_kernels(model, "broken")
-    with pytest.raises(UserError, match="model dense has no depthwise convolution"):
+    with pytest.raises(ConfigError, match="config key models: model dense has no depthwise convolution"):
         extract_kernels(nn.Sequential(nn.Conv2d(3, 8, 3)), "dense")
 
 
@@ -140,15 +140,15 @@ def test_stale_index_raises(tmp_path):
     save_kernels(arrays, index, tmp_path / "k.npz", tmp_path / "k.parquet")
     stored = load_index(tmp_path / "k.parquet")
     other = timm.create_model("convnextv2_atto", pretrained=False)  # same layers, same sizes
-    apply_kernels(other, arrays, stored)
+    apply_kernels(other, arrays, stored, tmp_path / "k.parquet")
     efficientnet = timm.create_model("efficientnet_b0", pretrained=False)
     with pytest.raises(StaleFileError) as info:
-        apply_kernels(efficientnet, arrays, stored)
+        apply_kernels(efficientnet, arrays, stored, tmp_path / "k.parquet")
     assert info.value.path == tmp_path / "k.parquet"
     assert "does not match the model's depthwise layers" in str(info.value)
     wider = timm.create_model("convnext_atto", pretrained=False, dims=(48, 80, 160, 320))
     with pytest.raises(StaleFileError, match=r"lists 40 kernels of 7x7 for layer stages\.0\.blocks\.0"):
-        apply_kernels(wider, arrays, stored)
-    with pytest.raises(StaleFileError) as info:  # an index not read from a file names no file
+        apply_kernels(wider, arrays, stored, tmp_path / "k.parquet")
+    with pytest.raises(ValueError) as info:  # an index not read from a file names no file
         apply_kernels(efficientnet, arrays, index)
     assert str(info.value).startswith("the kernel index does not match")

@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from masterkey.core.errors import ConfigError, StaleFileError, UserError
+from masterkey.core.errors import ConfigError, StaleFileError
 from masterkey.data.evalcache import EvalSet
 from masterkey.kernels.similarity import affine_fit, best_match
 from masterkey.kernels.store import save_kernels
@@ -178,12 +178,11 @@ def test_idealized_variant_recovers_planted_affine_templates():
 def test_idealized_variant_rejects_stale_fits(tiny_kernels):
     arrays, index = tiny_kernels
     fits = _planted_fits(arrays, index).iloc[:-1]
-    with pytest.raises(StaleFileError, match="stale"):
+    with pytest.raises(ValueError, match="the fits table has .* the fits are stale"):
         build_variant("idealized-D1", VariantInputs(arrays, index, fits=fits))
-    fits = fits.copy()
-    fits.attrs["path"] = "results/fits/tiny.parquet"
+    paths = {"fits": "results/fits/tiny.parquet"}
     with pytest.raises(StaleFileError, match="stale") as err:
-        build_variant("idealized-D1", VariantInputs(arrays, index, fits=fits))
+        build_variant("idealized-D1", VariantInputs(arrays, index, fits=fits, paths=paths))
     assert str(err.value.path) == "results/fits/tiny.parquet"
 
 
@@ -237,7 +236,10 @@ def test_shuffled_variant_permutes_within_each_layer(tiny_kernels):
 def test_apply_kernels_rejects_an_index_from_another_model(tiny_model, tiny_kernels):
     arrays, index = tiny_kernels
     stale = index.assign(layer=index["layer"].str.replace("stages.3", "stages.9"))
-    with pytest.raises(StaleFileError, match="the kernels are stale"):
+    with pytest.raises(StaleFileError, match="the kernels are stale") as err:
+        apply_kernels(_copy(tiny_model), arrays, stale, "results/kernels/tiny.parquet")
+    assert str(err.value.path) == "results/kernels/tiny.parquet"
+    with pytest.raises(ValueError, match="the kernel index does not match"):
         apply_kernels(_copy(tiny_model), arrays, stale)
 
 
@@ -318,5 +320,5 @@ def test_replacement_table_puts_the_baseline_first_and_computes_drops():
     assert list(table["variant"]) == ["learned", "idealized-C1", "idealized-B", "random"]
     np.testing.assert_allclose(table["top1_drop"], [0.0, 0.1, 0.2, 0.6])
     assert best_idealized_method(results) == "C1"
-    with pytest.raises(UserError, match="no learned baseline"):
+    with pytest.raises(ValueError, match="no learned baseline"):
         replacement_table(results[:2])

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from masterkey.core.errors import UserError
+from masterkey.core.errors import ConfigError
 from masterkey.kernels.store import square_kernel_sizes
 from masterkey.plotting import scalespace as figures
 from masterkey.plotting.style import save_figure
@@ -95,9 +95,9 @@ def test_spread_uses_the_fitted_types(planted):
 
 def test_bad_kernels_rejected():
     assert square_kernel_sizes({"1x9": np.zeros((1, 1, 9)), "4x4": np.zeros((1, 4, 4))}) == []
-    with pytest.raises(UserError, match="no square odd-sized"):
+    with pytest.raises(ConfigError, match="config key models: model .* no square odd-sized"):
         fit_model_kernels({"1x9": np.zeros((1, 1, 9))}, pd.DataFrame(), "m")
-    with pytest.raises(UserError, match="NaN"):
+    with pytest.raises(ValueError, match="NaN"):
         fit_model_kernels({"3x3": np.full((1, 3, 3), np.nan)}, pd.DataFrame(), "m")
 
 

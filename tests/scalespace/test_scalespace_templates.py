@@ -8,7 +8,7 @@ from scipy.ndimage import correlate1d
 
 from masterkey.kernels.conventions import kernel_coordinates, pattern_response
 from masterkey.scalespace.templates import (
-    SEPARABLE_MODELS,
+    SEPARABLE_TYPES,
     TYPE_NAMES,
     discrete_gaussian,
     gaussian_profiles,
@@ -97,7 +97,7 @@ def test_unit_dc_gain(model):
     assert template.sum() == pytest.approx(1.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("model", [m for m in SEPARABLE_MODELS if m != "T"] + ["lap"])
+@pytest.mark.parametrize("model", [m for m in SEPARABLE_TYPES if m != "T"] + ["lap"])
 def test_difference_templates_sum_to_zero_on_seven_taps(model):
     # mirror-reflect extension makes the sums telescope to exactly zero
     assert idealized_templates(model, 7, 1.3).sum() == pytest.approx(0.0, abs=1e-15)

@@ -8,7 +8,6 @@ import timm
 import torch
 from torch import nn
 
-from masterkey.core.errors import UserError
 from masterkey.data.evalcache import EvalSet
 from masterkey.training.evaluate import MeanLoss, TopK, evaluate, tensor_batches, topk_correct
 
@@ -65,7 +64,7 @@ def test_evaluate_matches_manual_computation():
     assert evaluate(model, EvalSet(pixels, labels, mean, std, "t"), max_images=4)["top1"] == 1.0
     floats = evaluate(model, EvalSet(x, torch.from_numpy(labels), None, None, "f"), batch_size=5)
     assert floats["top1"] == 0.5
-    with pytest.raises(UserError, match="labels up to 7 but the model has 4 classes"):
+    with pytest.raises(ValueError, match="labels up to 7 but the model has 4 classes"):
         evaluate(model, EvalSet(pixels, np.arange(8), mean, std, "t"))
     recorder = Recorder()
     evaluate(recorder, EvalSet(pixels, labels, mean, std, "t"), batch_size=3)
@@ -115,7 +114,7 @@ def test_metric_arguments_checked():
     assert np.isnan(MeanLoss(nn.functional.cross_entropy).compute()["loss"])
     assert TopK().compute() == {"top1": 0.0, "top5": 0.0}
     pixels = np.zeros((2, 3, 4, 4), dtype=np.uint8)
-    with pytest.raises(UserError, match="is empty"):
+    with pytest.raises(ValueError, match="is empty"):
         evaluate(
             nn.Identity(), EvalSet(pixels, [0, 1], (0.5,) * 3, (0.5,) * 3, "e"), max_images=0, device="cpu"
         )

@@ -5,15 +5,9 @@ import os
 import pytest
 import torch
 
-from masterkey.core.errors import UserError
 from masterkey.training.runtime import deterministic, resolve_device, set_threads, threads
 
-
-@pytest.fixture(autouse=True)
-def keep_threads():
-    previous = torch.get_num_threads()
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("few_threads")  # restores torch's threads after each test
 
 
 def test_resolve_device():
@@ -21,7 +15,7 @@ def test_resolve_device():
     assert resolve_device(torch.device("cpu")) == torch.device("cpu")
     assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(UserError, match="device 'cuda:0' asked for but CUDA is not available"):
+        with pytest.raises(ValueError, match="device 'cuda:0' asked for but CUDA is not available"):
             resolve_device("cuda:0")
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import NO_NETWORK, REPO_ROOT, TEST_CONFIG, run_snakemake, write_config
+from conftest import NO_NETWORK, REPO_ROOT, TEST_CONFIG, job_counts, run_snakemake, write_config
 from masterkey.nets.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -17,19 +17,6 @@ pytestmark = pytest.mark.slow
 # Rules not in the demo DAG: the timm-only ones (the demo trains its own model and evaluates on its own
 # split) and the optional fine-tuning (replacement.finetune.enabled: false by default).
 NOT_IN_DEMO = {"fetch_weights", "prepare_eval_cache", "finetune_frozen"}
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Rule -> number of jobs (and "total"), from the first job stats table of a (dry) run."""
-    table = output.split("Job stats:", 1)[1]
-    counts = {}
-    for line in table.splitlines()[3:]:  # after the header and its ruler
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    assert "total" in counts, table[:2000]
-    return counts
 
 
 def rule_names() -> set[str]:

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from slurm_cluster import SlurmCluster, SlurmError, ensure_slurm_installed
 
-from conftest import NO_NETWORK, write_config
+from conftest import NO_NETWORK, job_counts, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -240,12 +240,6 @@ def slurm_cluster():
 TARGETS = ["results/kernels/demo.npz", "results/kernels/demo.parquet"]
 
 
-def job_counts(output: str) -> dict[str, int]:
-    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {parts[0]: int(parts[1]) for parts in map(str.split, table.splitlines()) if len(parts) == 2
-            and parts[1].isdigit()}  # fmt: skip
-
-
 def test_real_slurm_demo(tmp_path, slurm_cluster):
     started = time.monotonic()
     config = write_config(tmp_path / "config.yaml")  # the tiny test config, bundled published filters
@@ -285,7 +279,7 @@ def _run_on_slurm_and_compare(tmp_path, common, local, local_run, slurm_cluster)
     assert local_run.wait(timeout=420) == 0, (local / "local_run.log").read_text()[-4000:]
 
     # Every job but the local (bookkeeping) rules went through sbatch ...
-    counts = job_counts(output)
+    counts = {rule: n for rule, n in job_counts(output).items() if rule != "total"}
     remote = re.findall(r"^rule (\w+):$", output, re.M)
     local_jobs = re.findall(r"^localrule (\w+):$", output, re.M)
     assert sorted(remote + local_jobs) == sorted(name for name, n in counts.items() for _ in range(n)), output

@@ -2,11 +2,8 @@
 # clustering of depthwise kernels and master key filter selection. Threads and resources: the
 # helpers of resources.smk. Figures and tables are report items (captions in workflow/report/);
 # the figure rules are cheap and run on the submit host under Slurm (localrule).
-from masterkey.clustering.settings import ClusteringSettings
-
 CATEGORY_CLUSTERING = "3. Clustering ([A])"
 CATEGORY_MASTER_KEYS = "4. Master key filters ([Q])"
-CLUSTERING = ClusteringSettings.from_config(config)
 CLUSTERING_INPUT = {
     "kernels": expand("results/kernels/{model}.npz", model=MODELS),
     "indices": expand("results/kernels/{model}.parquet", model=MODELS),

@@ -5,7 +5,9 @@ import re
 
 from snakemake.exceptions import WorkflowError
 
+from masterkey.clustering.settings import ClusteringSettings
 from masterkey.core.config import model_specs, validate_config
+from masterkey.data.demo import DemoSettings
 from masterkey.core.errors import UserError
 from masterkey.nets.checkpoints import check_timm_name
 
@@ -24,6 +26,9 @@ try:
 except UserError as err:
     raise config_error(err) from None
 
+# Settings of the config sections that several stages read (the others: in their stage's file).
+DEMO = DemoSettings.from_config(config)  # nets, replacement, resources.smk
+CLUSTERING = ClusteringSettings.from_config(config)  # clustering, replacement (number of master keys)
 TIMM_MODELS = [name for name, spec in MODELS.items() if not spec.is_demo]
 DEMO_MODELS = [name for name, spec in MODELS.items() if spec.is_demo]
 PUBLISHED_FILTERS = "resources/published/master_key_filters_8.txt"

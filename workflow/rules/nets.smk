@@ -1,9 +1,6 @@
 # Stage "nets": the networks - timm checkpoints or the embedded demo model - and every
 # depthwise kernel of each (masterkey.nets; docs/methods.md section 1).
-from masterkey.data.demo import DemoSettings
-
 CATEGORY_DEMO = "0. Demo model"
-DEMO = DemoSettings.from_config(config)
 # The kernels of every model (everything else of the stage is their input).
 NETS_TARGETS = expand("results/kernels/{model}.{ext}", model=MODELS, ext=("npz", "parquet"))
 

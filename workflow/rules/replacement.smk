@@ -13,8 +13,8 @@ from masterkey.data.preprocessing import (
 )
 from masterkey.replacement.settings import ReplacementSettings
 from masterkey.replacement.variants import (
-    default_variants,
-    parse_variant,
+    FINETUNED_PREFIX,
+    idealized_name,
     variant_input_paths,
     variant_pattern,
 )
@@ -22,17 +22,12 @@ from masterkey.scalespace.fitting import METHODS
 
 CATEGORY_REPLACEMENT = "5. Replacement ([B] Section 5, [Q])"
 IMAGENET_VAL = config["imagenet_val"]
-EVAL_CACHE = (config["eval_cache"] or "results/eval_cache").rstrip("/")
+EVAL_CACHE = config["eval_cache"].rstrip("/")
 try:
     REPLACEMENT = ReplacementSettings.from_config(config)
-    VARIANTS = list(REPLACEMENT.variants or default_variants(CLUSTERING.num_master_keys))
-    for _variant in VARIANTS:
-        parse_variant(_variant)
-    if "learned" not in VARIANTS:
-        VARIANTS = ["learned", *VARIANTS]
+    VARIANTS = REPLACEMENT.variant_names(CLUSTERING.num_master_keys)
     FINETUNE = REPLACEMENT.finetune
-    for _variant in FINETUNE.variants:
-        parse_variant(_variant, key="replacement.finetune.variants")
+    FINETUNED = FINETUNE.result_names()
     NON_1K_MODELS = [name for name in TIMM_MODELS if classifier_classes(name) != IMAGENET_1K_CLASSES]
     # the decoded ImageNet images a model is evaluated on (one cache per pixel preprocessing; the
     # demo has its own held-out split)
@@ -72,11 +67,7 @@ VARIANT_INPUTS = {
 }
 REPLACEMENT_RESULTS = [
     *expand("results/replacement/{model}/{variant}.json", model=EVAL_MODELS, variant=VARIANTS),
-    *expand(
-        "results/replacement/{model}/finetuned-{variant}.json",
-        model=FINETUNE_MODELS,
-        variant=FINETUNE.variants,
-    ),
+    *expand("results/replacement/{model}/{variant}.json", model=FINETUNE_MODELS, variant=FINETUNED),
 ]
 REPLACEMENT_TABLES = ["replacement", "replacement_stages"] if REPLACEMENT.stages else ["replacement"]
 REPLACEMENT_FIGURES = (
@@ -142,7 +133,9 @@ rule replace_stages:
         kernels="results/kernels/{model}.npz",
         index="results/kernels/{model}.parquet",
         fits="results/fits/{model}.parquet",
-        idealized=expand("results/replacement/{{model}}/idealized-{method}.json", method=METHODS),
+        idealized=expand(
+            "results/replacement/{{model}}/{variant}.json", variant=[idealized_name(m) for m in METHODS]
+        ),
     output:
         result="results/replacement/{model}/stages.json",
     log:
@@ -166,7 +159,7 @@ rule finetune_frozen:
         kernels="results/kernels/{model}.npz",
         index="results/kernels/{model}.parquet",
     output:
-        result="results/replacement/{model}/finetuned-{variant}.json",
+        result=f"results/replacement/{{model}}/{FINETUNED_PREFIX}{{variant}}.json",
     log:
         "logs/replacement/finetune_frozen/{model}/{variant}.log",
     wildcard_constraints:
@@ -201,7 +194,7 @@ rule table_replacement:
     conda:
         "../envs/masterkey.yaml"
     params:
-        variants=VARIANTS + [f"finetuned-{v}" for v in FINETUNE.variants],
+        variants=VARIANTS + FINETUNED,
     script:
         "../../scripts/replacement/table_replacement.py"
 

@@ -81,6 +81,9 @@ rule fit_kernels:
     conda:
         "../envs/masterkey.yaml"
     threads: 2
+    resources:
+        mem_mb=scaled_mem_mb(base=2000, per_input_mb=20),
+        runtime=scaled_runtime(base=10, per_gb=120),
     params:
         methods=list(METHODS),
     script:
@@ -98,6 +101,9 @@ rule spread_kernels:
         "logs/scalespace/spread_kernels/{model}.log",
     conda:
         "../envs/masterkey.yaml"
+    resources:
+        mem_mb=scaled_mem_mb(base=2000, per_input_mb=10),
+        runtime=scaled_runtime(base=5, per_gb=30),
     script:
         "../../scripts/scalespace/spread_kernels.py"
 

@@ -23,14 +23,26 @@ from .autoencoder import (
     save_autoencoder,
     train_autoencoder,
 )
-from .clusters import ClusteringResult, classification_table, cluster_pool, prototype_types
+from .clusters import (
+    ClusteringResult,
+    classification_table,
+    cluster_pool,
+    prototype_types,
+    save_clustering,
+)
 from .master_keys import (
     MasterKeys,
     compare_with_published,
     decode_candidates,
     select_master_keys,
 )
-from .pool import KernelPool, latents_for_pool, pool_arrays, pool_models
+from .pool import (
+    KernelPool,
+    latents_for_pool,
+    latents_table,
+    pool_arrays,
+    pool_models,
+)
 from .settings import ClusteringSettings
 
 __all__ = [
@@ -53,4 +65,6 @@ __all__ = [
     "decode_candidates",
     "select_master_keys",
     "compare_with_published",
+    "latents_table",
+    "save_clustering",
 ]

@@ -45,6 +45,7 @@ __all__ = [
     "save_clustering",
     "CLASSIFICATION_COLUMNS",
     "classification_table",
+    "classification_caption",
 ]
 
 
@@ -235,7 +236,7 @@ class ClusteringResult:
     ``assignments``: the pool index plus ``latent_*``, ``cluster``, ``cosine``, ``classified``,
     ``raw_cluster``, ``raw_cosine``, ``raw_classified``; ``prototypes``/``decoded``/``raw_prototypes``:
     float32 ``(k, kh, kw)``; ``centroids``: ``(k, latent_dim)``; ``clusters``: one row per
-    latent cluster (``cluster, size, share, classified_share, centroid_0.., label, label_cosine,
+    latent cluster (``cluster, size, share, classified_share, centroid_0.., type, type_cosine,
     decoded_cosine``: cosine between member mean and decoded centroid) and ``raw_clusters`` likewise
     for the baseline (no centroid/decoded columns).
     """
@@ -260,8 +261,8 @@ def _cluster_table(labels, cosine, threshold, prototypes, k) -> pd.DataFrame:
                 "size": sizes.astype(np.int64),
                 "share": sizes / max(1, sizes.sum()),
                 "classified_share": np.where(sizes > 0, classified / np.maximum(sizes, 1), np.nan),
-                "label": types,
-                "label_cosine": type_cosine,
+                "type": types,
+                "type_cosine": type_cosine,
             }
         )
 
@@ -318,7 +319,7 @@ def cluster_pool(
     >>> latents = np.r_[np.full(6, 0.2), np.full(6, 0.8)][:, None]
     >>> result = cluster_pool(KernelPool(kernels, index, pd.DataFrame()), latents,
     ...                       ClusteringSettings(k=2), progress=None)
-    >>> result.clusters[["size", "classified_share", "label"]].values.tolist()
+    >>> result.clusters[["size", "classified_share", "type"]].values.tolist()
     [[6, 1.0, 'dx'], [6, 1.0, 'T']]
     """
     latents = np.asarray(latents, dtype=np.float32).reshape(len(latents), -1)
@@ -476,3 +477,11 @@ def classification_table(assignments: pd.DataFrame, threshold: float | None = No
     table = pd.DataFrame(rows, columns=CLASSIFICATION_COLUMNS)
     table["stage"] = table["stage"].astype("Int64")
     return table
+
+
+def classification_caption(threshold: float) -> str:
+    """Caption of the classification table (:func:`classification_table`)."""
+    return (
+        f"Share of depthwise kernels classified (cosine to their cluster prototype >= {threshold}) "
+        "per model, stage and layer"
+    )

@@ -41,6 +41,7 @@ __all__ = [
     "SelectionResult",
     "select_master_keys",
     "compare_with_published",
+    "comparison_caption",
 ]
 
 
@@ -364,3 +365,8 @@ def compare_with_published(
             "sign": np.sign(cosine[np.arange(len(keys)), best]).astype(int),
         }
     )
+
+
+def comparison_caption(num_keys: int) -> str:
+    """Caption of the table of :func:`compare_with_published` for ``num_keys`` master keys."""
+    return f"The {num_keys} selected master key filters and their closest published filter (|cosine|)"

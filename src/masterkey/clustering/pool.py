@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.errors import ConfigError, StaleFileError, UserError
+from ..core.errors import ConfigError, StaleFileError
 from ..kernels.similarity import NEAR_ZERO, centre_norm
-from ..kernels.store import load_index, load_kernels
+from ..kernels.store import kernel_key, load_index, load_kernels
 from .settings import ClusteringSettings
 
 __all__ = [
@@ -62,9 +62,7 @@ def normalise_kernels(kernels: np.ndarray, flip_sign: bool = False) -> tuple[np.
     Raises
     ------
     ValueError
-        If ``kernels`` is not ``(N, k, k)``.
-    UserError
-        If a kernel has NaN or inf entries.
+        If ``kernels`` is not ``(N, k, k)`` or a kernel has NaN or inf entries.
 
     >>> import numpy as np
     >>> h = np.random.default_rng(0).normal(size=(3, 3, 3))
@@ -78,7 +76,7 @@ def normalise_kernels(kernels: np.ndarray, flip_sign: bool = False) -> tuple[np.
         raise ValueError(f"kernels must have shape (N, k, k), got {kernels.shape}")
     if not np.isfinite(kernels).all():
         bad = int((~np.isfinite(kernels)).any(axis=(1, 2)).sum())
-        raise UserError(f"{bad} kernel(s) contain NaN or inf")
+        raise ValueError(f"{bad} kernel(s) contain NaN or inf")
     n = len(kernels)
     keep = np.abs(kernels).reshape(n, -1).max(axis=1, initial=0.0) > NEAR_ZERO
     out = np.empty((int(keep.sum()),) + kernels.shape[1:], dtype=np.float32)
@@ -162,12 +160,11 @@ def pool_arrays(
     Raises
     ------
     ConfigError
-        (``clustering.kernel_size``) when no model has kernels of that size.
-    UserError
-        When every kernel is near zero, an index disagrees with its array, or a kernel is not
-        finite.
+        (``clustering.kernel_size``) when no model has kernels of that size; (``models``) when
+        every kernel is near zero.
     ValueError
-        When an array has a shape other than ``(n, k, k)``.
+        When an array has a shape other than ``(n, k, k)``, an index disagrees with its array, or
+        a kernel is not finite (:func:`pool_models` names the stale file instead).
 
     >>> import numpy as np, pandas as pd
     >>> h = np.random.default_rng(0).normal(size=(3, 3, 3)); h[1] = 1e-5
@@ -177,7 +174,7 @@ def pool_arrays(
     >>> pool.counts.values.tolist(), pool.index["row"].tolist()
     ([['m', 3, 1, 2, 1]], [0, 2])
     """
-    key = f"{kernel_size}x{kernel_size}"
+    key = kernel_key(kernel_size, kernel_size)
     parts, indices, counts = [], [], []
     for model, (array, index) in per_model.items():
         rows = index[index["kernel_size"] == key] if "kernel_size" in index else index
@@ -189,11 +186,11 @@ def pool_arrays(
             raise ValueError(f"model {model}: kernels of key {key} have shape {array.shape[1:]}")
         row_ids = rows["row"].to_numpy(np.int64)
         if row_ids.max(initial=-1) >= len(array):
-            raise UserError(f"model {model}: the kernel index and the kernel array disagree")
+            raise ValueError(f"model {model}: the kernel index and the kernel array disagree")
         try:
             normalised, keep = normalise_kernels(array[row_ids], flip_sign)
-        except UserError as err:
-            raise UserError(f"model {model}: {err}") from None
+        except ValueError as err:
+            raise ValueError(f"model {model}: {err}") from None
         kept = rows[keep]
         fit = _fit_sample(len(kept), max_per_model, seed, model)
         table = pd.DataFrame(
@@ -223,8 +220,8 @@ def pool_arrays(
         total = int(counts["kernels"].sum()) if len(counts) else 0
         names = ", ".join(per_model) or "(none)"
         if total:
-            raise UserError(
-                f"all {total} {key} kernels of models {names} are near zero (max |h| <= {NEAR_ZERO})"
+            raise ConfigError(
+                "models", f"all {total} {key} kernels of models {names} are near zero (max |h| <= 1e-4)"
             )
         raise ConfigError(
             "clustering.kernel_size",
@@ -252,8 +249,13 @@ def pool_models(
     key = settings.kernel_key
     per_model = {}
     for model, npz_path, index_path in zip(models, kernel_paths, index_paths, strict=True):
-        index = load_index(index_path)
-        per_model[model] = (load_kernels(npz_path).get(key), index[index["model"] == model])
+        index, array = load_index(index_path), load_kernels(npz_path).get(key)
+        if array is not None and not np.isfinite(array).all():
+            raise StaleFileError(npz_path, f"holds {key} kernels with NaN or inf")
+        rows = index[(index["model"] == model) & (index["kernel_size"] == key)]
+        if len(rows) and (array is None or rows["row"].max() >= len(array)):
+            raise StaleFileError(index_path, f"does not match the kernel file {npz_path}")
+        per_model[model] = (array, index[index["model"] == model])
     cap = settings.max_kernels_per_model if capped else None
     return pool_arrays(per_model, settings.kernel_size, cap, seed, settings.flip_sign)
 

@@ -134,8 +134,8 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
 
 
 def _master_keys_within_candidates(config: dict) -> None:
-    section = config.get("clustering", {})
-    keys, candidates = section.get("num_master_keys", 8), section.get("num_candidates", 50)
+    section = config["clustering"]  # defaults are filled in by now
+    keys, candidates = section["num_master_keys"], section["num_candidates"]
     if keys > candidates:
         raise ConfigError(
             "clustering.num_master_keys", f"({keys}) must not exceed num_candidates ({candidates})"

@@ -4,8 +4,9 @@
 reported:
 
 * stdout and stderr (tqdm progress included) go to the rule's log file;
-* when the rule uses torch, its intra-op threads are set to the rule's ``threads``
-  (:func:`masterkey.training.runtime.set_threads`);
+* torch's intra-op threads are the rule's ``threads`` (:func:`masterkey.training.runtime.set_threads`
+  when torch is already imported, ``OMP_NUM_THREADS`` for a later import); the only override is the
+  autoencoder's documented one-thread block (:mod:`masterkey.clustering.autoencoder`);
 * a :class:`~masterkey.core.errors.UserError` ends the rule with one line on the terminal and in
   the log, exit status 1, no traceback; a :class:`~masterkey.core.errors.StaleFileError` gets the
   hint how to rebuild the file;
@@ -14,6 +15,7 @@ reported:
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -53,6 +55,9 @@ def _report(message: str) -> None:
 def _run(main: Callable, snakemake) -> None:
     rule = snakemake.rule
     started = time.perf_counter()
+    # torch reads OMP_NUM_THREADS when it is first imported (some rules import it lazily, e.g. the
+    # l1 search of fit_kernels); where it is already imported, set its threads directly
+    os.environ["OMP_NUM_THREADS"] = str(max(1, int(snakemake.threads)))
     if "torch" in sys.modules:
         from ..training.runtime import set_threads
 

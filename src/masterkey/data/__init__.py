@@ -30,6 +30,7 @@ from .preprocessing import (
     Preprocessing,
     classifier_classes,
     preprocessing_for_model,
+    preprocessing_with_key,
 )
 from .published import (
     BUNDLED_FILTERS,
@@ -58,4 +59,5 @@ __all__ = [
     "build_eval_cache",
     "load_eval_cache",
     "eval_cache_files",
+    "preprocessing_with_key",
 ]

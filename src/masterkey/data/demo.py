@@ -20,10 +20,9 @@ import torch
 
 from ..core.config import Settings
 from ..core.errors import ConfigError
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "DemoSettings",
     "DemoDataset",
     "load_bundled_image",
@@ -56,8 +55,6 @@ class DemoSettings(Settings, section="demo"):
     eval_every: int = 100
 
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_bundled_image(name: str, max_side: int) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..core.errors import ConfigError, StaleFileError, UserError
+from ..core.errors import ConfigError, StaleFileError
 from ..core.io import atomic_paths, read_json, write_json
 from .imagenet import file_list_fingerprint
 from .preprocessing import CACHE_VERSION, Preprocessing, decode_image, pixel_transform
@@ -51,7 +51,7 @@ def eval_cache_files(path) -> EvalCacheFiles:
     """The three files of the cache ``path`` (which must end in ``.npy``)."""
     path = Path(path)
     if path.suffix != ".npy" or path.name.endswith(".labels.npy"):
-        raise UserError(f"evaluation cache path {path} must end in .npy (not .labels.npy)")
+        raise ValueError(f"evaluation cache path {path} must end in .npy (not .labels.npy)")
     return EvalCacheFiles(path, path.with_suffix(".labels.npy"), path.with_suffix(".json"))
 
 
@@ -91,6 +91,13 @@ def _check_free_space(folder: Path, needed: int) -> None:
         )
 
 
+def _fingerprint(paths, labels, root, key: str) -> str:
+    try:
+        return file_list_fingerprint(paths, labels, root)
+    except FileNotFoundError as err:
+        raise ConfigError(key, f"image {err.filename} disappeared while the cache was built") from None
+
+
 def build_eval_cache(
     paths: Sequence,
     labels,
@@ -99,6 +106,7 @@ def build_eval_cache(
     workers: int = 4,
     meta: dict | None = None,
     batch_size: int = 32,
+    key: str = "imagenet_val",
 ) -> Path:
     """Decode every image once with ``preprocessing``'s pixel transform into a uint8 cache.
 
@@ -108,15 +116,16 @@ def build_eval_cache(
     ``meta``).  The array is streamed to a temporary file batch by batch (never
     held in memory) and the three files are renamed into place only when all
     images decoded.  ``workers`` > 1 decodes in that many processes (torch
-    DataLoader).  Returns ``out_path``.
+    DataLoader).  Returns ``out_path``.  An image that cannot be decoded, or that disappeared,
+    raises :class:`ConfigError` naming the config ``key`` of the image folder.
     """
     files = eval_cache_files(out_path)
     paths = [Path(p) for p in paths]
     labels = np.asarray(labels, dtype=np.int64)
     if not paths:
-        raise UserError("evaluation cache: no images to decode")
+        raise ValueError("evaluation cache: no images to decode")
     if labels.shape != (len(paths),):
-        raise UserError(f"evaluation cache: {len(paths)} images but labels of shape {labels.shape}")
+        raise ValueError(f"evaluation cache: {len(paths)} images but labels of shape {labels.shape}")
     shape = (len(paths), *preprocessing.input_size)
     files.images.parent.mkdir(parents=True, exist_ok=True)
     _check_free_space(files.images.parent, int(np.prod(shape)))
@@ -132,7 +141,7 @@ def build_eval_cache(
         "shape": list(shape),
         "dtype": "uint8",
         "source_root": source_root,
-        "fingerprint": file_list_fingerprint(paths, labels, source_root),
+        "fingerprint": _fingerprint(paths, labels, source_root, key),
     }
     dataset = _DecodeDataset([str(p) for p in paths], preprocessing)
     loader = torch.utils.data.DataLoader(
@@ -148,10 +157,8 @@ def build_eval_cache(
                 for batch, errors in loader:
                     for offset, error in enumerate(errors):
                         if error:
-                            raise UserError(
-                                f"evaluation cache: cannot decode {paths[done + offset]} ({error}); "
-                                "replace or remove the file"
-                            )
+                            message = f"cannot decode {paths[done + offset]} ({error})"
+                            raise ConfigError(key, f"{message}; replace or remove the file")
                     handle.write(batch.numpy().tobytes())
                     done += len(batch)
                     progress.update(len(batch))
@@ -195,16 +202,16 @@ class EvalSet:
         self.labels = np.asarray(self.labels, dtype=np.int64)
         shape = tuple(self.images.shape)
         if len(shape) != 4 or shape[1] != 3:
-            raise UserError(f"evaluation set '{self.name}': images must be (N, 3, H, W), got {shape}")
+            raise ValueError(f"evaluation set '{self.name}': images must be (N, 3, H, W), got {shape}")
         if self.labels.shape != (shape[0],):
-            raise UserError(f"evaluation set '{self.name}': {shape[0]} images but labels {self.labels.shape}")
+            raise ValueError(f"evaluation set '{self.name}': {shape[0]} images, labels {self.labels.shape}")
         if self.is_uint8 != (self.mean is not None and self.std is not None):
-            raise UserError(
+            raise ValueError(
                 f"evaluation set '{self.name}': uint8 images need mean and std, "
                 "float (pre-normalised) images take none"
             )
         if _dtype_name(self.images) not in ("uint8", "float32"):
-            raise UserError(f"evaluation set '{self.name}': images must be uint8 or float32")
+            raise ValueError(f"evaluation set '{self.name}': images must be uint8 or float32")
 
     @property
     def is_uint8(self) -> bool:

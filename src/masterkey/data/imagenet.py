@@ -10,6 +10,7 @@ checkpoints use.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import os
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import ConfigError, UserError
+from ..core.errors import ConfigError
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -64,7 +65,13 @@ def _images_below(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def find_imagenet_images(root, labels_file=None) -> tuple[list[Path], np.ndarray]:
+class _DatasetError(Exception):
+    """A problem of the image folder or its label file (turned into a ConfigError naming the key)."""
+
+
+def find_imagenet_images(
+    root, labels_file=None, key: str = "imagenet_val"
+) -> tuple[list[Path], np.ndarray]:
     """Image paths (sorted deterministically) and int64 labels of an evaluation set.
 
     Two layouts:
@@ -92,31 +99,37 @@ def find_imagenet_images(root, labels_file=None) -> tuple[list[Path], np.ndarray
         Paths are sorted by file name.  Every image needs a label and every
         label entry an image; more than one label file found is an error
         (pass ``labels_file``).
+
+    Any problem of the folder or its label file raises
+    :class:`~masterkey.core.errors.ConfigError` naming the config ``key`` that points at the folder.
     """
-    root = Path(root)
+    try:
+        return _find_images(Path(root), labels_file)
+    except _DatasetError as err:
+        raise ConfigError(key, str(err)) from None
+
+
+def _find_images(root: Path, labels_file) -> tuple[list[Path], np.ndarray]:
     if not root.exists():
-        raise ConfigError(
-            "imagenet_val",
+        raise _DatasetError(
             f"evaluation images: {root} does not exist; set it to the folder of ImageNet validation "
             "images (class folders, or one folder plus a label file)",
         )
     if not root.is_dir():
-        raise ConfigError(
-            "imagenet_val", f"evaluation images: {root} is not a folder; it must name the image folder"
-        )
+        raise _DatasetError(f"evaluation images: {root} is not a folder; it must name the image folder")
     with os.scandir(root) as scan:
         entries = sorted(scan, key=lambda e: e.name)
     flat = [Path(e.path) for e in entries if e.is_file() and _is_image(e.name)]
     folders = [Path(e.path) for e in entries if e.is_dir() and not e.name.startswith(".")]
     if flat:
         if labels_file is None and any(_images_below(folder) for folder in folders):
-            raise UserError(
+            raise _DatasetError(
                 f"evaluation images: {root} holds images directly and in subfolders; use either class "
                 "folders only or one flat folder plus a label file"
             )
         return _flat_layout(root, flat, labels_file)
     if labels_file is not None:
-        raise UserError(
+        raise _DatasetError(
             f"evaluation images: a label file was given but {root} holds no images directly; "
             "it is only used for a flat folder of images"
         )
@@ -126,7 +139,7 @@ def find_imagenet_images(root, labels_file=None) -> tuple[list[Path], np.ndarray
 def _class_folder_layout(root: Path, folders: list[Path]) -> tuple[list[Path], np.ndarray]:
     per_class = [(folder.name, _images_below(folder)) for folder in folders]
     if not any(images for _, images in per_class):
-        raise UserError(
+        raise _DatasetError(
             f"evaluation images: no images ({', '.join(IMAGE_SUFFIXES)}) in {root} or its subfolders; "
             "expected class folders (root/n01440764/*.JPEG) or a flat folder of images plus a label file"
         )
@@ -173,13 +186,13 @@ def _wnid_label(token: str, wnid_index: dict[str, int], where: str) -> int:
     if token in wnid_index:
         return wnid_index[token]
     if _WNID.match(token):
-        raise UserError(f"{where}: '{token}' is not one of the 1000 ImageNet-1k WordNet ids")
+        raise _DatasetError(f"{where}: '{token}' is not one of the 1000 ImageNet-1k WordNet ids")
     try:
         label = int(token)
     except ValueError:
-        raise UserError(f"{where}: label '{token}' is neither an integer 0..999 nor a WordNet id") from None
+        raise _DatasetError(f"{where}: label '{token}' is not an integer 0..999 nor a WordNet id") from None
     if not 0 <= label < 1000:
-        raise UserError(f"{where}: label {label} is outside 0..999")
+        raise _DatasetError(f"{where}: label {label} is outside 0..999")
     return label
 
 
@@ -192,10 +205,10 @@ def _read_plain(path: Path, wnid_index: dict[str, int]) -> dict[str, int]:
         parts = line.split()
         where = f"label file {path}, line {number}"
         if len(parts) != 2:
-            raise UserError(f"{where}: expected '<file name> <label>', got '{line[:80]}'")
+            raise _DatasetError(f"{where}: expected '<file name> <label>', got '{line[:80]}'")
         name, token = parts
         if name in table:
-            raise UserError(f"{where}: image '{name}' is listed twice")
+            raise _DatasetError(f"{where}: image '{name}' is listed twice")
         table[name] = _wnid_label(token, wnid_index, where)
     return table
 
@@ -205,7 +218,7 @@ def _read_kaggle(path: Path, wnid_index: dict[str, int]) -> dict[str, int]:
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not {"ImageId", "PredictionString"} <= set(reader.fieldnames):
-            raise UserError(
+            raise _DatasetError(
                 f"label file {path}: expected the columns ImageId,PredictionString (Kaggle's "
                 "LOC_val_solution.csv)"
             )
@@ -213,9 +226,9 @@ def _read_kaggle(path: Path, wnid_index: dict[str, int]) -> dict[str, int]:
             where = f"label file {path}, line {number}"
             tokens = (row["PredictionString"] or "").split()
             if not tokens or not _WNID.match(tokens[0]):
-                raise UserError(f"{where}: PredictionString does not start with a WordNet id")
+                raise _DatasetError(f"{where}: PredictionString does not start with a WordNet id")
             if row["ImageId"] in table:
-                raise UserError(f"{where}: image '{row['ImageId']}' is listed twice")
+                raise _DatasetError(f"{where}: image '{row['ImageId']}' is listed twice")
             table[row["ImageId"]] = _wnid_label(tokens[0], wnid_index, where)
     return table
 
@@ -226,7 +239,7 @@ def _read_devkit(path: Path, wnid_index: dict[str, int]) -> dict[str, int]:
 
     meta_path = path.parent / DEVKIT_META_FILE
     if not meta_path.is_file():
-        raise UserError(
+        raise _DatasetError(
             f"label file {path} gives ILSVRC2012_IDs, which need the devkit's {DEVKIT_META_FILE} in the "
             f"same folder ({meta_path}) to map them to classes; copy it there from ILSVRC2012_devkit_t12/data"
         )
@@ -235,7 +248,7 @@ def _read_devkit(path: Path, wnid_index: dict[str, int]) -> dict[str, int]:
         ids = [int(v) for v in synsets["ILSVRC2012_ID"]]
         wnids = [str(v) for v in synsets["WNID"]]
     except Exception as err:  # loadmat raises many types for a foreign or broken file
-        raise UserError(
+        raise _DatasetError(
             f"{meta_path} is not the ILSVRC2012 devkit's meta.mat (a 'synsets' struct with "
             f"ILSVRC2012_ID and WNID): {type(err).__name__}: {err}"
         ) from None
@@ -246,9 +259,9 @@ def _read_devkit(path: Path, wnid_index: dict[str, int]) -> dict[str, int]:
         try:
             ilsvrc_id = int(line)
         except ValueError:
-            raise UserError(f"{where}: '{line}' is not an ILSVRC2012_ID (1..1000)") from None
+            raise _DatasetError(f"{where}: '{line}' is not an ILSVRC2012_ID (1..1000)") from None
         if ilsvrc_id not in id_to_wnid:
-            raise UserError(f"{where}: ILSVRC2012_ID {ilsvrc_id} is not a class of {meta_path}")
+            raise _DatasetError(f"{where}: ILSVRC2012_ID {ilsvrc_id} is not a class of {meta_path}")
         table[f"ILSVRC2012_val_{number:08d}"] = _wnid_label(id_to_wnid[ilsvrc_id], wnid_index, where)
     return table
 
@@ -257,12 +270,12 @@ def _flat_layout(root: Path, images: list[Path], labels_file) -> tuple[list[Path
     if labels_file is not None:
         path = Path(labels_file)
         if not path.is_file():
-            raise UserError(f"label file {path} does not exist")
+            raise _DatasetError(f"label file {path} does not exist")
         kind = _label_file_kind(path)
     else:
         candidates = _label_file_candidates(root)
         if not candidates:
-            raise UserError(
+            raise _DatasetError(
                 f"evaluation images: {root} holds {len(images)} images but no label file was found; "
                 f"expected {' / '.join(PLAIN_LABEL_FILES)} ('<file name> <label>' per line) in the folder "
                 "or its parent, "
@@ -271,7 +284,7 @@ def _flat_layout(root: Path, images: list[Path], labels_file) -> tuple[list[Path
             )
         if len(candidates) > 1:
             listed = ", ".join(str(p) for _, p in candidates)
-            raise UserError(f"evaluation images: several label files for {root}: {listed}; keep one of them")
+            raise _DatasetError(f"evaluation images: several label files for {root}: {listed}; keep one")
         kind, path = candidates[0]
     wnid_index = {wnid: i for i, wnid in enumerate(_imagenet_wnids())}
     table = {"plain": _read_plain, "kaggle": _read_kaggle, "devkit": _read_devkit}[kind](path, wnid_index)
@@ -284,14 +297,14 @@ def _flat_layout(root: Path, images: list[Path], labels_file) -> tuple[list[Path
             unlabeled.append(image.name)
         labels.append(label)
     if unlabeled:
-        raise UserError(
+        raise _DatasetError(
             f"evaluation images: {len(unlabeled)} of {len(images)} images in {root} have no entry in the "
             f"label file {path} (e.g. {', '.join(unlabeled[:3])}); the label file must list every image"
         )
     if len(table) != len(images):
         names = {image.stem if by_stem else image.name for image in images}
         missing = [name for name in table if name not in names]
-        raise UserError(
+        raise _DatasetError(
             f"evaluation images: the label file {path} lists {len(table)} images but {root} holds "
             f"{len(images)} (missing e.g. {', '.join(missing[:3])}); copy the missing images or use a "
             "label file of exactly these images"
@@ -309,6 +322,6 @@ def file_list_fingerprint(paths: Sequence, labels: np.ndarray, root=None) -> str
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            raise UserError(f"image {path} does not exist; the image folder changed, rerun the job") from None
+            raise FileNotFoundError(errno.ENOENT, "image does not exist", str(path)) from None
         digest.update(f"{path.relative_to(root).as_posix()}\t{label}\t{size}\n".encode())
     return digest.hexdigest()

@@ -20,9 +20,11 @@ from functools import lru_cache
 
 import torch
 
-from ..core.errors import UserError
+from ..core.errors import ConfigError
 
 __all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "CACHE_VERSION",
     "CROP_MODES",
     "INTERPOLATIONS",
@@ -35,6 +37,9 @@ __all__ = [
     "decode_image",
 ]
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""The channel statistics of ImageNet (RGB) that most timm checkpoints normalise with."""
 CACHE_VERSION = 1  # part of every preprocessing key: bump it when the decoding changes
 CROP_MODES = ("center", "squash", "border")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
@@ -57,29 +62,29 @@ class Preprocessing:
     crop_pct: float
     crop_mode: str = "center"
     interpolation: str = "bicubic"
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self):
         size = tuple(int(v) for v in self.input_size)
         if len(size) != 3 or size[0] != 3 or min(size) < 1:
-            raise UserError(f"preprocessing: input_size must be (3, H, W), got {self.input_size}")
+            raise ValueError(f"preprocessing: input_size must be (3, H, W), got {self.input_size}")
         crop_pct = float(self.crop_pct)
         if not (math.isfinite(crop_pct) and crop_pct > 0):
-            raise UserError(f"preprocessing: crop_pct must be a positive number, got {self.crop_pct}")
+            raise ValueError(f"preprocessing: crop_pct must be a positive number, got {self.crop_pct}")
         crop_mode = self.crop_mode or "center"
         if crop_mode not in CROP_MODES:
-            raise UserError(
+            raise ValueError(
                 f"preprocessing: crop_mode '{crop_mode}' unknown; use one of {', '.join(CROP_MODES)}"
             )
         if self.interpolation not in INTERPOLATIONS:
-            raise UserError(
+            raise ValueError(
                 f"preprocessing: interpolation '{self.interpolation}' unknown; "
                 f"use one of {', '.join(INTERPOLATIONS)}"
             )
         mean, std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise UserError(f"preprocessing: mean and std need 3 values each, std > 0; got {mean}, {std}")
+            raise ValueError(f"preprocessing: mean and std need 3 values each, std > 0; got {mean}, {std}")
         for name, value in (
             ("input_size", size),
             ("crop_pct", crop_pct),
@@ -137,7 +142,7 @@ def classifier_classes(model_name: str) -> int:
     except RuntimeError:
         cfg = None
     if cfg is None:
-        preprocessing_for_model(model_name)  # raises the UserError with close matches
+        preprocessing_for_model(model_name)  # raises the ConfigError with close matches
     return int(cfg.num_classes or 0)
 
 
@@ -164,9 +169,10 @@ def preprocessing_for_model(model_name: str, use_test_size: bool = False) -> Pre
 
         close = difflib.get_close_matches(model_name, timm.list_pretrained(), n=5, cutoff=0.6)
         hint = f"; close matches: {', '.join(close)}" if close else ""
-        raise UserError(
+        raise ConfigError(
+            "models",
             f"no timm pretrained configuration for '{model_name}'{hint} "
-            "(see timm.list_pretrained() for all checkpoints)"
+            "(see timm.list_pretrained() for all checkpoints)",
         )
     data = resolve_data_config(pretrained_cfg=cfg.to_dict(), use_test_size=use_test_size)
     return Preprocessing(

@@ -76,7 +76,6 @@ def load_index(index_path) -> pd.DataFrame:
     missing = [c for c in INDEX_COLUMNS if c not in index.columns]
     if missing:
         raise StaleFileError(index_path, f"is not a kernel index (no column {', '.join(missing)})")
-    index.attrs["path"] = str(index_path)  # named by errors about a stale index
     return index
 
 

@@ -25,6 +25,8 @@ from .demo import (
     demo_batches,
     depthwise_structure,
     evaluate_demo,
+    fit_demo_recipe,
+    save_demo_model,
     train_demo_model,
 )
 from .depthwise import (
@@ -55,4 +57,6 @@ __all__ = [
     "evaluate_demo",
     "demo_batches",
     "depthwise_structure",
+    "save_demo_model",
+    "fit_demo_recipe",
 ]

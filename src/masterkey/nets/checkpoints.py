@@ -152,27 +152,28 @@ def create_pretrained_model(spec: ModelSpec, hub_cache: str | None = None) -> nn
         raise
     except Exception as err:  # timm/hub raise many types; classify, then re-raise clearly
         if spec.weights is None and _is_download_failure(err):
-            raise UserError(
+            raise ConfigError(
+                "models",
                 f"cannot download the weights of '{spec.name}' and they are not in the hub cache "
                 f"({type(err).__name__}). Either run `snakemake resources/weights/{spec.name}.safetensors` "
                 "once on a machine with network access, sharing its hub cache (HF_HOME / HF_HUB_CACHE or "
                 "the config key 'hub_cache'), or download the checkpoint yourself and give its path as "
-                f"'weights' in the config entry of '{spec.name}'"
+                f"'weights' in the config entry of '{spec.name}'",
             ) from None
         source = spec.weights or "the downloaded checkpoint"
-        raise UserError(
+        raise ConfigError(
+            "models",
             f"cannot load the weights of '{spec.name}' from {source}: {type(err).__name__}: "
-            f"{str(err).splitlines()[0][:300]}; check that the file is a checkpoint of this architecture"
+            f"{str(err).splitlines()[0][:300]}; check that the file is a checkpoint of this architecture",
         ) from None
 
 
-def check_finite(state_dict: dict[str, torch.Tensor], what: str) -> None:
-    """Raise :class:`UserError` if any floating-point tensor holds NaN or inf."""
+def check_finite(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor that holds NaN or inf (None when all are finite)."""
     for key, tensor in state_dict.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise UserError(
-                f"{what}: parameter '{key}' contains NaN or inf values; the weights are unusable"
-            )
+            return key
+    return None
 
 
 def model_metadata(model: nn.Module, name: str, source: str, model_kwargs: dict | None = None) -> dict:
@@ -208,7 +209,9 @@ def save_checkpoint(model: nn.Module, meta: dict, weights_path, meta_path) -> di
     sidecar dict including ``sha256``.
     """
     state_dict = model.state_dict()
-    check_finite(state_dict, f"model '{meta.get('name')}'")
+    bad = check_finite(state_dict)
+    if bad is not None:
+        raise UserError(f"model '{meta.get('name')}': parameter '{bad}' holds NaN or inf; nothing written")
     seen: set[int] = set()
     tensors = {}
     for key, tensor in state_dict.items():
@@ -261,7 +264,9 @@ def load_checkpoint(weights_path, meta_path) -> tuple[nn.Module, dict]:
         state_dict = safetensors.torch.load_file(str(weights_path), device="cpu")
     except (safetensors.SafetensorError, OSError) as err:
         raise StaleFileError(weights_path, f"is unreadable ({err})") from None
-    check_finite(state_dict, f"weights file {weights_path}")
+    bad = check_finite(state_dict)
+    if bad is not None:
+        raise StaleFileError(weights_path, f"holds NaN or inf in parameter '{bad}'")
     model = timm.create_model(meta["timm_name"], pretrained=False, **meta.get("model_kwargs", {}))
     try:
         model.load_state_dict(state_dict, strict=True)

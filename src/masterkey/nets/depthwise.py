@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..core.errors import StaleFileError, UserError
+from ..core.errors import ConfigError, StaleFileError
 from ..kernels.store import INDEX_COLUMNS, kernel_key
 
 __all__ = [
@@ -86,14 +86,15 @@ def extract_kernels(model: nn.Module, model_name: str) -> tuple[dict[str, np.nda
     Returns ``(arrays, index)``: ``arrays[key]`` is float32 of shape
     ``(N_key, kh, kw)`` in layer order then channel order; ``index`` has one
     row per kernel with :data:`INDEX_COLUMNS` (``row`` is the kernel's row in
-    ``arrays[kernel_size]``).  Raises :class:`~masterkey.core.errors.UserError` if the model has no
-    depthwise convolution or a kernel is not finite.
+    ``arrays[kernel_size]``).  Raises :class:`~masterkey.core.errors.ConfigError` (key ``models``)
+    if the model has no depthwise convolution, ``ValueError`` if a kernel is not finite.
     """
     layers = find_depthwise_convs(model)
     if not layers:
-        raise UserError(
+        raise ConfigError(
+            "models",
             f"model {model_name} has no depthwise convolution "
-            "(groups == in_channels == out_channels, size >= 3); nothing to extract"
+            "(groups == in_channels == out_channels, size >= 3); nothing to extract",
         )
     chunks: dict[str, list[np.ndarray]] = {}
     rows = []
@@ -102,10 +103,7 @@ def extract_kernels(model: nn.Module, model_name: str) -> tuple[dict[str, np.nda
             weight = layer.module.weight.detach().to("cpu", torch.float32).numpy()
         kernels = weight[:, 0]  # (C, 1, kh, kw) -> (C, kh, kw)
         if not np.isfinite(kernels).all():
-            raise UserError(
-                f"model {model_name}: layer {layer.name} has non-finite (NaN/inf) kernel weights; "
-                "the checkpoint is broken"
-            )
+            raise ValueError(f"model {model_name}: layer {layer.name} has non-finite kernel weights")
         key = layer.kernel_key
         offset = sum(len(c) for c in chunks.get(key, []))
         chunks.setdefault(key, []).append(kernels)
@@ -134,21 +132,28 @@ def extract_kernels(model: nn.Module, model_name: str) -> tuple[dict[str, np.nda
     return arrays, index[INDEX_COLUMNS]
 
 
-def apply_kernels(model: nn.Module, arrays: dict[str, np.ndarray], index: pd.DataFrame) -> nn.Module:
+def _stale_index(index_path, reason: str) -> Exception:
+    """A stale kernel index: :class:`StaleFileError` naming its file, or ``ValueError`` without one."""
+    return StaleFileError(index_path, reason) if index_path else ValueError(f"the kernel index {reason}")
+
+
+def apply_kernels(
+    model: nn.Module, arrays: dict[str, np.ndarray], index: pd.DataFrame, index_path=None
+) -> nn.Module:
     """Write ``arrays`` into the depthwise convolutions of ``model`` (in place; returns it).
 
     The inverse of :func:`extract_kernels`: layers and channels are matched through the kernel
-    index (``arrays[kernel_size][row]`` goes to channel ``channel`` of layer ``layer``).  Raises
-    :class:`~masterkey.core.errors.StaleFileError` (on the index) when the model's depthwise
-    layers and the index differ.
+    index (``arrays[kernel_size][row]`` goes to channel ``channel`` of layer ``layer``).  When the
+    model's depthwise layers and the index differ, raises
+    :class:`~masterkey.core.errors.StaleFileError` naming ``index_path`` (``ValueError`` when no
+    path is given).
     """
     layers = {layer.name: layer for layer in find_depthwise_convs(model)}
     indexed = set(index["layer"].unique())
     if set(layers) != indexed:
         missing = sorted(set(layers) ^ indexed)[:3]
-        raise StaleFileError(
-            index.attrs.get("path", "the kernel index"),
-            f"does not match the model's depthwise layers (e.g. {missing}); the kernels are stale",
+        raise _stale_index(
+            index_path, f"does not match the model's depthwise layers (e.g. {missing}); the kernels are stale"
         )
     with torch.no_grad():
         for name, part in index.groupby("layer", sort=False):
@@ -156,8 +161,8 @@ def apply_kernels(model: nn.Module, arrays: dict[str, np.ndarray], index: pd.Dat
             part = part.sort_values("channel")
             key = part["kernel_size"].iloc[0]
             if key != layers[name].kernel_key or len(part) != module.out_channels:
-                raise StaleFileError(
-                    index.attrs.get("path", "the kernel index"),
+                raise _stale_index(
+                    index_path,
                     f"lists {len(part)} kernels of {key} for layer {name}, the model differs; the kernels "
                     "are stale",
                 )

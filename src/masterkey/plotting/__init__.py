@@ -1,12 +1,53 @@
 """Figures: one style (:mod:`.style`) and figure functions per stage that return a ``Figure``.
 
-The rule scripts save them with :func:`~.style.save_figure` (PDF and PNG, fixed metadata).
+:mod:`.scalespace` ([B]), :mod:`.clustering` ([A], [Q]), :mod:`.replacement` ([B] Sec. 5, [Q]);
+the rule scripts save them with :func:`~.style.save_figure` (PDF and PNG, fixed metadata);
+:mod:`.docs` makes the small copies shown in the README.
 
 References
 ----------
-The figures reproduce those of [A], [Q] and [B] (see the README's paper map).
+[A] Z. Babaiee, P. M. Kiasari, D. Rus, R. Grosu. Unveiling the Unseen: Identifiable Clusters
+    in Trained Depthwise Convolutional Kernels. ICLR 2024 (arXiv:2401.14469).
+[Q] Z. Babaiee, P. M. Kiasari, D. Rus, R. Grosu. The Quest for Universal Master Key Filters in
+    DS-CNNs. NeurIPS 2025 (arXiv:2509.11711).
+[B] T. Lindeberg, Z. Babaiee, P. M. Kiasari. Modelling and analysis of the 8 filters from the
+    "master key filters hypothesis" for depthwise-separable deep networks in relation to idealized
+    receptive fields based on scale-space theory. arXiv:2509.12746; J. Math. Imaging Vis. 68(3), 2026.
 """
 
+from .clustering import (
+    plot_cluster_membership,
+    plot_error_curve,
+    plot_latent_histograms,
+    plot_master_keys,
+    plot_prototypes,
+)
+from .replacement import plot_replacement_accuracy, plot_replacement_stages
+from .scalespace import (
+    plot_explained_share,
+    plot_fitted_scales,
+    plot_published_models,
+    plot_published_spread,
+    plot_residuals,
+)
 from .style import COLUMN_WIDTH, TEXT_WIDTH, apply_style, save_figure, show_kernel
 
-__all__ = ["COLUMN_WIDTH", "TEXT_WIDTH", "apply_style", "save_figure", "show_kernel"]
+__all__ = [
+    "COLUMN_WIDTH",
+    "TEXT_WIDTH",
+    "apply_style",
+    "save_figure",
+    "show_kernel",
+    "plot_published_models",
+    "plot_published_spread",
+    "plot_fitted_scales",
+    "plot_residuals",
+    "plot_explained_share",
+    "plot_prototypes",
+    "plot_cluster_membership",
+    "plot_latent_histograms",
+    "plot_master_keys",
+    "plot_error_curve",
+    "plot_replacement_accuracy",
+    "plot_replacement_stages",
+]

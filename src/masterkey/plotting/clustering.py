@@ -40,7 +40,7 @@ def cluster_colours(k: int) -> list:
 
 
 def _cluster_names(clusters: pd.DataFrame) -> list[str]:
-    return [f"C{int(c)} {label}" for c, label in zip(clusters["cluster"], clusters["label"], strict=True)]
+    return [f"C{int(c)} {label}" for c, label in zip(clusters["cluster"], clusters["type"], strict=True)]
 
 
 def _shared_colorbar(fig, image, axes, label="weight (centre-normed)"):
@@ -82,7 +82,7 @@ def plot_prototypes(
         row = clusters.iloc[i]
         image = show_kernel(top, prototypes[i], vmax=vmax)
         top.set_title(
-            f"C{int(row['cluster'])} {row['label']} ({row['label_cosine']:.2f})\n"
+            f"C{int(row['cluster'])} {row['type']} ({row['type_cosine']:.2f})\n"
             f"n={int(row['size']):,}  {100 * row['classified_share']:.0f}% cl.",
             fontsize=6,
             pad=2,

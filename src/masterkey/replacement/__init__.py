@@ -37,8 +37,11 @@ from .tables import (
 from .variants import (
     Variant,
     default_variants,
+    finetuned_name,
+    idealized_name,
     parse_variant,
     register_variant,
+    variant_input_paths,
     variant_needs,
     variant_pattern,
 )
@@ -65,4 +68,7 @@ __all__ = [
     "read_stages_table",
     "ReplacementSettings",
     "FinetuneSettings",
+    "variant_input_paths",
+    "idealized_name",
+    "finetuned_name",
 ]

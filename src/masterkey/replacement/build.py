@@ -32,17 +32,17 @@ All randomness comes from ``seed``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ..core.errors import ConfigError, StaleFileError, UserError
+from ..core.errors import ConfigError, StaleFileError
 from ..kernels.similarity import affine_map, best_match
 from ..kernels.store import square_kernel_sizes
 from ..scalespace.fitting import METHODS
 from ..scalespace.models import templates_from_fits
-from .variants import LEARNED, PUBLISHED_KEYS, Variant, parse_variant, register_variant
+from .variants import LEARNED, PUBLISHED_KEYS, Variant, idealized_name, parse_variant, register_variant
 
 __all__ = [
     "VariantInputs",
@@ -62,12 +62,15 @@ _INPUT_FIELD = {"fits": "fits", "master_keys": "master_keys", "published": "mast
 @dataclass
 class VariantInputs:
     """What the builders read: the model's kernel ``arrays`` and ``index`` (kernel store), and as
-    the variant needs them its ``fits`` table, the ``master_keys`` ``(K, k, k)``."""
+    the variant needs them its ``fits`` table, the ``master_keys`` ``(K, k, k)``; ``paths`` names
+    the files they came from (keys of :func:`~masterkey.replacement.evaluation.load_variant_inputs`),
+    so that errors about a stale file can name it."""
 
     arrays: dict[str, np.ndarray]
     index: pd.DataFrame
     fits: pd.DataFrame | None = None
     master_keys: np.ndarray | None = None
+    paths: dict = field(default_factory=dict)
 
 
 def _unchanged(arrays: dict[str, np.ndarray]):
@@ -107,7 +110,8 @@ def learned_kernels(inputs: VariantInputs, variant: Variant, seed: int):
     "idealized",
     rf"(?:stage(?P<stage>\d+)-)?idealized-(?P<method>{_METHODS})",
     needs=("fits",),
-    defaults=lambda keys: [f"idealized-{method}" for method in METHODS],
+    defaults=lambda keys: [idealized_name(method) for method in METHODS],
+    forms=(f"idealized-<method> with method in {', '.join(METHODS)}", "stage<i>-idealized-<method>"),
 )
 def idealized_variant(inputs: VariantInputs, variant: Variant, seed: int):
     """Registered builder of the kind ``idealized``: :func:`idealized_kernels` applied to ``inputs``.
@@ -115,10 +119,10 @@ def idealized_variant(inputs: VariantInputs, variant: Variant, seed: int):
     The common builder signature of :func:`~masterkey.replacement.variants.register_variant`:
     ``(inputs, variant, seed) -> (new_arrays, replaced)`` (docs/methods.md section 5).
     """
-    return idealized_kernels(inputs.arrays, inputs.fits, variant.method)
+    return idealized_kernels(inputs.arrays, inputs.fits, variant.method, inputs.paths.get("fits"))
 
 
-def idealized_kernels(arrays: dict[str, np.ndarray], fits: pd.DataFrame, method: str):
+def idealized_kernels(arrays: dict[str, np.ndarray], fits: pd.DataFrame, method: str, fits_path=None):
     """Each kernel replaced by ``a t + b`` of its own fitted template for ``method``.
 
     ``idealized-<method>`` of [B] Sec. 5 (docs/methods.md section 5): ``t`` is the template of the
@@ -134,6 +138,8 @@ def idealized_kernels(arrays: dict[str, np.ndarray], fits: pd.DataFrame, method:
         ``sigma_x``, ``sigma_y`` in grid spacings, ``alpha``).
     method : str
         One of :data:`~masterkey.scalespace.fitting.METHODS`.
+    fits_path : path, optional
+        The file ``fits`` was read from, named when it turns out stale.
 
     Returns
     -------
@@ -146,9 +152,9 @@ def idealized_kernels(arrays: dict[str, np.ndarray], fits: pd.DataFrame, method:
     Raises
     ------
     ValueError
-        For an unknown method.
+        For an unknown method, or fits that do not match the kernels when ``fits_path`` is None.
     StaleFileError
-        (on the fits table) When the fits do not match the kernels.
+        Naming ``fits_path`` when the fits do not match the kernels.
 
     A kernel that is an affine image of its fitted template is reproduced; band kernels are kept:
 
@@ -164,18 +170,17 @@ def idealized_kernels(arrays: dict[str, np.ndarray], fits: pd.DataFrame, method:
     """
     if method not in METHODS:
         raise ValueError(f"unknown fitting method {method!r}; use one of {', '.join(METHODS)}")
-    where = fits.attrs.get("path", "the fits table")
     by_method = fits[fits["method"] == method]
     new, replaced = _unchanged(arrays)
     for key in square_kernel_sizes(arrays):
         array = arrays[key]
         part = by_method[by_method["kernel_size"] == key].sort_values("filter")
         if len(part) != len(array) or not np.array_equal(part["filter"].to_numpy(), np.arange(len(array))):
-            raise StaleFileError(
-                where,
+            reason = (
                 f"has {len(part)} rows for method {method} and kernel size {key} but the model has "
-                f"{len(array)} such kernels; the fits are stale",
+                f"{len(array)} such kernels; the fits are stale"
             )
+            raise StaleFileError(fits_path, reason) if fits_path else ValueError(f"the fits table {reason}")
         new[key] = affine_map(templates_from_fits(part, array.shape[-1]), array).astype(array.dtype)
         replaced[key] = np.ones(len(array), bool)
     return new, replaced
@@ -190,6 +195,7 @@ def _masterkey_needs(variant: Variant) -> tuple[str, ...]:
     rf"masterkey-(?P<keys>[1-9]\d*|{PUBLISHED_KEYS})",
     needs=_masterkey_needs,
     defaults=lambda keys: [f"masterkey-{keys}", f"masterkey-{PUBLISHED_KEYS}"],
+    forms=("masterkey-<K>", f"masterkey-{PUBLISHED_KEYS}"),
 )
 def masterkey_variant(inputs: VariantInputs, variant: Variant, seed: int):
     """Registered builder of the kind ``masterkey``: :func:`masterkey_kernels` applied to ``inputs``.
@@ -223,8 +229,8 @@ def masterkey_kernels(arrays: dict[str, np.ndarray], keys: np.ndarray):
     ------
     ValueError
         If ``keys`` is not a non-empty ``(K, k, k)`` array, or a key is constant.
-    UserError
-        If no kernel has the keys' size.
+    ConfigError
+        (``replacement.variants``) If no kernel has the keys' size.
 
     Affine images of the keys (either sign) are reproduced exactly:
 
@@ -246,8 +252,9 @@ def masterkey_kernels(arrays: dict[str, np.ndarray], keys: np.ndarray):
         new[key] = affine_map(keys[best], array).astype(array.dtype)
         replaced[key] = np.ones(len(array), bool)
     if not any(mask.any() for mask in replaced.values()):
-        raise UserError(
-            f"no depthwise kernel of size {keys.shape[1]}x{keys.shape[2]} to replace by the master keys"
+        raise ConfigError(
+            "replacement.variants",
+            f"no depthwise kernel of size {keys.shape[1]}x{keys.shape[2]} to replace by the master keys",
         )
     return new, replaced
 

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-from ..core.errors import ConfigError, StaleFileError, UserError
+from ..core.config import DEMO_MODEL
+from ..core.errors import ConfigError, StaleFileError
 from ..core.io import read_npy, read_parquet
 from ..data.demo import DemoSettings, demo_dataset
 from ..data.evalcache import EvalSet, load_eval_cache
@@ -25,13 +26,14 @@ from ..nets.depthwise import apply_kernels
 from ..scalespace.fitting import METHODS
 from ..training.evaluate import evaluate
 from .build import VariantInputs, build_variant
-from .variants import Variant, parse_variant, variant_needs
+from .variants import Variant, idealized_name, parse_variant, variant_needs
 
 __all__ = [
     "load_variant_inputs",
     "load_eval_set",
     "apply_variant",
     "evaluate_variant",
+    "variant_record",
     "best_idealized_method",
     "evaluate_stages",
 ]
@@ -41,11 +43,15 @@ def load_variant_inputs(variant: Variant | str, paths: Mapping[str, str]) -> Var
     """The kernels (``paths["kernels"]``, ``paths["index"]``) and whatever else ``variant`` needs
     (``paths["fits"]``, ``paths["master_keys"]`` or ``paths["published"]``), read and checked."""
     variant = parse_variant(variant) if isinstance(variant, str) else variant
-    inputs = VariantInputs(load_kernels(paths["kernels"]), load_index(paths["index"]))
+    known = ("kernels", "index", "fits", "master_keys", "published")
+    inputs = VariantInputs(
+        load_kernels(paths["kernels"]),
+        load_index(paths["index"]),
+        paths={name: str(paths.get(name)) for name in known if paths.get(name)},
+    )
     needs = variant_needs(variant)
     if "fits" in needs:
         inputs.fits = read_parquet(paths["fits"])
-        inputs.fits.attrs["path"] = str(paths["fits"])
     if "published" in needs:
         inputs.master_keys = load_master_key_filters(paths["published"])
     if "master_keys" in needs:
@@ -63,7 +69,7 @@ def load_eval_set(meta: dict, demo: DemoSettings | None = None, seed: int = 0, c
     """The evaluation set of a checkpoint (``meta``: its sidecar): the demo's held-out crops for the
     demo model, else the cached ImageNet validation images checked against the model's
     preprocessing."""
-    if meta.get("name") == "demo":
+    if meta.get("name") == DEMO_MODEL:
         if demo is None:
             raise ValueError("the demo model is evaluated on the demo split; the demo settings are missing")
         return demo_dataset(demo, seed).eval_set()
@@ -76,7 +82,7 @@ def apply_variant(model: nn.Module, variant: Variant | str, inputs: VariantInput
     """Build ``variant`` (:func:`~.build.build_variant`) and write it into ``model`` (in place);
     returns the summary of the replacement."""
     new, summary = build_variant(variant, inputs, seed=seed)
-    apply_kernels(model, new, inputs.index)
+    apply_kernels(model, new, inputs.index, inputs.paths.get("index"))
     return summary
 
 
@@ -97,7 +103,15 @@ def evaluate_variant(
     variant = parse_variant(variant) if isinstance(variant, str) else variant
     summary = apply_variant(model, variant, inputs, seed=seed)
     metrics = evaluate(model, eval_set, batch_size=batch_size, device=device, max_images=max_images)
-    return {"model": model_name, "dataset": eval_set.name, "variant": variant.name, **metrics, **summary}
+    return variant_record(model_name, eval_set, variant.name, metrics, summary)
+
+
+def variant_record(
+    model_name: str, eval_set: EvalSet, variant_name: str, metrics: dict, summary: dict
+) -> dict:
+    """The record of one model and variant (see the module docstring): its names, the metrics of
+    :func:`masterkey.training.evaluate.evaluate` and the replacement summary."""
+    return {"model": model_name, "dataset": eval_set.name, "variant": variant_name, **metrics, **summary}
 
 
 def best_idealized_method(results: Sequence[dict]) -> str:
@@ -109,7 +123,7 @@ def best_idealized_method(results: Sequence[dict]) -> str:
         if variant.kind == "idealized" and variant.stage is None:
             scored.append((-record["top1"], -record["top5"], METHODS.index(variant.method), variant.method))
     if not scored:
-        raise UserError("no idealized-<method> results to choose the best method from")
+        raise ValueError("no idealized-<method> results to choose the best method from")
     return min(scored)[-1]
 
 
@@ -128,7 +142,7 @@ def evaluate_stages(
     """
     records = []
     for stage in sorted(inputs.index["stage"].unique().tolist()):  # every build writes all kernels
-        record = evaluate_variant(model, model_name, f"stage{stage}-idealized-{method}", inputs, eval_set,
+        record = evaluate_variant(model, model_name, idealized_name(method, stage), inputs, eval_set,
                                   **evaluation)  # fmt: skip
         records.append({**record, "stage": stage, "method": method})
         print(records[-1])

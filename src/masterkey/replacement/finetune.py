@@ -15,14 +15,16 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..core.config import DEMO_MODEL
+from ..core.errors import ConfigError
 from ..data.demo import DemoDataset, DemoSettings, demo_dataset
 from ..nets.demo import fit_demo_recipe
 from ..nets.depthwise import find_depthwise_convs
 from ..training.evaluate import evaluate
 from .build import VariantInputs
-from .evaluation import apply_variant
+from .evaluation import apply_variant, variant_record
 from .settings import FinetuneSettings
-from .variants import Variant, parse_variant
+from .variants import Variant, finetuned_name, parse_variant
 
 __all__ = ["finetune_frozen_depthwise", "finetune_variant"]
 
@@ -74,6 +76,10 @@ def finetune_variant(
     crops; returns the record of variant ``finetuned-<variant>`` (the fields of
     :mod:`masterkey.replacement.evaluation` plus ``finetune_steps``, ``train_seconds`` and
     ``final_train_loss``, the mean loss of the last 10 steps)."""
+    if model_name != DEMO_MODEL:
+        raise ConfigError(
+            "replacement.finetune", f"fine-tuning trains on the demo's crops; {model_name} is not the demo"
+        )
     variant = parse_variant(variant) if isinstance(variant, str) else variant
     summary = apply_variant(model, variant, inputs, seed=seed)
     dataset = demo_dataset(demo, seed)
@@ -83,11 +89,7 @@ def finetune_variant(
     eval_set = dataset.eval_set()
     metrics = evaluate(model, eval_set, batch_size=batch_size, max_images=max_images)
     return {
-        "model": model_name,
-        "dataset": eval_set.name,
-        "variant": f"finetuned-{variant.name}",
-        **metrics,
-        **summary,
+        **variant_record(model_name, eval_set, finetuned_name(variant), metrics, summary),
         "finetune_steps": settings.steps,
         "train_seconds": round(train_seconds, 1),
         "final_train_loss": float(log["train_loss"].iloc[-10:].mean()),

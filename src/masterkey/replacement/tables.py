@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ..core.errors import UserError
 from ..core.io import read_json
 from .variants import LEARNED
 
@@ -62,7 +61,7 @@ def replacement_table(results: list[dict], variants: Sequence[str] | None = None
     table = pd.DataFrame.from_records(results)
     missing = set(table["model"]) - set(table.loc[table["variant"] == LEARNED, "model"])
     if missing:
-        raise UserError(f"no learned baseline for model(s) {sorted(missing)}; evaluate the 'learned' variant")
+        raise ValueError(f"no learned baseline for model(s) {sorted(missing)}; evaluate variant 'learned'")
     order = list(variants or [])
     order = [LEARNED] + [v for v in order if v != LEARNED]
     rank = {name: i for i, name in enumerate(order)}

@@ -22,17 +22,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..core.errors import ConfigError
-from ..scalespace.fitting import METHODS
 
 __all__ = [
     "LEARNED",
     "PUBLISHED_KEYS",
+    "FINETUNED_PREFIX",
     "INPUTS",
     "Variant",
     "VariantKind",
     "register_variant",
     "variant_kinds",
     "parse_variant",
+    "idealized_name",
+    "finetuned_name",
     "variant_pattern",
     "variant_needs",
     "variant_input_paths",
@@ -41,6 +43,8 @@ __all__ = [
 
 LEARNED = "learned"
 PUBLISHED_KEYS = "published"
+FINETUNED_PREFIX = "finetuned-"
+"""Prefix of a variant name after fine-tuning with frozen depthwise kernels (:func:`finetuned_name`)."""
 INPUTS = ("fits", "master_keys", "published")
 """Names of the inputs a variant may need beyond the model's kernels and index: the model's fits
 table, the own master key filters (``master_keys_<K>.npy``), the published filters."""
@@ -67,6 +71,7 @@ class VariantKind:
     needs: Callable[[Variant], tuple[str, ...]]
     build: Callable
     defaults: Callable[[int], list[str]]
+    forms: tuple[str, ...]
 
 
 _REGISTRY: dict[str, VariantKind] = {}
@@ -77,12 +82,14 @@ def register_variant(
     pattern: str,
     needs: tuple[str, ...] | Callable[[Variant], tuple[str, ...]] = (),
     defaults: Callable[[int], list[str]] | None = None,
+    forms: tuple[str, ...] | None = None,
 ):
     """Decorator registering a builder as the variant kind ``name``.
 
     ``pattern`` matches the whole variant name; its named groups ``method``, ``keys``, ``stage``
     fill the :class:`Variant`.  ``defaults(num_master_keys)`` lists the names of this kind that a
-    model gets when the config lists no variants (registration order is table order).
+    model gets when the config lists no variants (registration order is table order); ``forms``
+    describe the names for error messages (default: ``name`` itself).
     """
     if callable(needs):
         needs_fn = needs
@@ -93,7 +100,9 @@ def register_variant(
         needs_fn = lambda variant, fixed=tuple(needs): fixed  # noqa: E731
 
     def decorator(build: Callable) -> Callable:
-        _REGISTRY[name] = VariantKind(name, pattern, needs_fn, build, defaults or (lambda keys: [name]))
+        _REGISTRY[name] = VariantKind(
+            name, pattern, needs_fn, build, defaults or (lambda keys: [name]), forms or (name,)
+        )
         return build
 
     return decorator
@@ -107,17 +116,25 @@ def variant_kinds() -> dict[str, VariantKind]:
 
 
 def _grammar() -> str:
-    return ", ".join(
-        [
-            "learned",
-            "random",
-            "shuffled",
-            f"idealized-<method> with method in {', '.join(METHODS)}",
-            "stage<i>-idealized-<method>",
-            "masterkey-<K>",
-            "masterkey-published",
-        ]
-    )
+    return ", ".join(form for kind in variant_kinds().values() for form in kind.forms)
+
+
+def idealized_name(method: str, stage: int | None = None) -> str:
+    """The name of the variant that replaces the kernels (of one ``stage``) by their fits of ``method``.
+
+    >>> idealized_name("D1"), idealized_name("C2", stage=3)
+    ('idealized-D1', 'stage3-idealized-C2')
+    """
+    return f"idealized-{method}" if stage is None else f"stage{stage}-idealized-{method}"
+
+
+def finetuned_name(variant: Variant | str) -> str:
+    """The name of a variant after fine-tuning with its depthwise kernels frozen.
+
+    >>> finetuned_name("masterkey-published")
+    'finetuned-masterkey-published'
+    """
+    return f"{FINETUNED_PREFIX}{variant.name if isinstance(variant, Variant) else variant}"
 
 
 def parse_variant(name: str, key: str = "replacement.variants") -> Variant:

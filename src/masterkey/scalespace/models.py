@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..core.errors import UserError
+from ..core.errors import ConfigError
 from ..kernels.store import INDEX_KEYS, square_kernel_sizes
 from .fitting import METHODS, fit_filters, select_types
 from .spread import spread_table
@@ -28,6 +28,7 @@ __all__ = [
     "templates_from_fits",
     "best_fits",
     "explained_share",
+    "explained_share_caption",
 ]
 
 EXPLAINED_THRESHOLDS = (0.5, 0.75, 0.9)
@@ -36,10 +37,10 @@ EXPLAINED_THRESHOLDS = (0.5, 0.75, 0.9)
 def _checked(arrays: dict[str, np.ndarray], model: str) -> list[str]:
     keys = square_kernel_sizes(arrays)
     if not keys:
-        raise UserError(f"model {model}: no square odd-sized depthwise kernels to analyse")
+        raise ConfigError("models", f"model {model}: no square odd-sized depthwise kernels to analyse")
     for key in keys:
         if not np.isfinite(arrays[key]).all():
-            raise UserError(f"model {model}: kernels {key} contain NaN/inf")
+            raise ValueError(f"model {model}: kernels {key} contain NaN/inf")
     return keys
 
 
@@ -68,8 +69,10 @@ def fit_model_kernels(arrays: dict[str, np.ndarray], index: pd.DataFrame, model:
 
     Raises
     ------
-    UserError
-        If the model has no square odd-sized kernels, or they contain NaN/inf.
+    ConfigError
+        (``models``) If the model has no square odd-sized kernels.
+    ValueError
+        If the kernels contain NaN/inf.
 
     Planted templates get their type and scales back:
 
@@ -120,8 +123,10 @@ def spread_model_kernels(arrays: dict[str, np.ndarray], index: pd.DataFrame, fit
 
     Raises
     ------
-    UserError
-        If the model has no square odd-sized kernels, or they contain NaN/inf.
+    ConfigError
+        (``models``) If the model has no square odd-sized kernels.
+    ValueError
+        If the kernels contain NaN/inf.
 
     >>> import numpy as np, pandas as pd
     >>> arrays = {"7x7": idealized_templates("dx+", 7, 1.0)[None]}
@@ -263,3 +268,8 @@ def explained_share(fits: pd.DataFrame, thresholds=EXPLAINED_THRESHOLDS) -> pd.D
                 }
             )
     return pd.DataFrame(rows)
+
+
+def explained_share_caption(model: str) -> str:
+    """Caption of the explained-share table of ``model``."""
+    return f"{model}: share of kernels explained by their idealized model"

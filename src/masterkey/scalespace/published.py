@@ -23,6 +23,8 @@ from .fitting import JOINT_METHODS, METHODS, fit_filters, fit_joint, select_type
 from .spread import spread_table
 
 __all__ = [
+    "SPREAD_CAPTION",
+    "FITS_CAPTION",
     "FITS_COLUMNS",
     "PUBLISHED_JOINT_GROUPS",
     "published_types",
@@ -30,6 +32,8 @@ __all__ = [
     "published_fits_table",
 ]
 
+SPREAD_CAPTION = "Spatial spread measures of the 8 published filters"
+FITS_CAPTION = "Idealized scale-space models fitted to the 8 published filters"
 FITS_COLUMNS = ["filter", "type", "method", "sigma_x", "sigma_y", "alpha", "l1", "l2", "on_bound"]
 PUBLISHED_JOINT_GROUPS: dict[str, list[int]] = {"1,2,3,4,8": [1, 2, 3, 4, 8], "5,6": [5, 6]}
 """Pooled groups of [B], 1-based filter numbers."""

@@ -65,7 +65,7 @@ from ..kernels.conventions import check_kernel_size
 
 __all__ = [
     "TYPE_NAMES",
-    "SEPARABLE_MODELS",
+    "SEPARABLE_TYPES",
     "AXIS_OPERATORS",
     "DERIVATIVE_ORDER",
     "DIFFERENCE_MASKS",
@@ -105,7 +105,7 @@ AXIS_OPERATORS: dict[str, tuple[str, str]] = {
 }
 """Separable models: (operator along x, operator along y) applied to ``T``."""
 
-SEPARABLE_MODELS: tuple[str, ...] = tuple(AXIS_OPERATORS)
+SEPARABLE_TYPES: tuple[str, ...] = tuple(AXIS_OPERATORS)
 
 DERIVATIVE_ORDER: dict[str, tuple[int, int]] = {
     "T": (0, 0), "dx": (1, 0), "dy": (0, 1), "dx+": (1, 0), "dx-": (1, 0), "dy+": (0, 1),

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.errors import UserError
 from ..data.evalcache import EvalSet
 from .runtime import resolve_device
 
@@ -51,7 +50,7 @@ class TopK:
     """Top-k accuracy for several ``k`` at once (``k`` capped at the number of classes).
 
     ``names`` default to ``top1``, ``top5``, ...; targets are class indices.  Raises
-    :class:`~masterkey.core.errors.UserError` when a target exceeds the model's classes.
+    ``ValueError`` when a target exceeds the model's classes.
     """
 
     def __init__(self, ks: Sequence[int] = (1, 5), names: Sequence[str] | None = None):
@@ -68,7 +67,7 @@ class TopK:
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         label_max = int(targets.max()) if len(targets) else -1
         if outputs.shape[1] <= label_max:
-            raise UserError(
+            raise ValueError(
                 f"the evaluation set has labels up to {label_max} but the model has {outputs.shape[1]} "
                 "classes; evaluate it on a set with its own classes"
             )
@@ -232,7 +231,7 @@ def evaluate(
     if isinstance(data, EvalSet):
         count = len(data) if max_images is None else min(int(max_images), len(data))
         if count < 1:
-            raise UserError(f"evaluation set '{data.name}' is empty (or max_images < 1)")
+            raise ValueError(f"evaluation set '{data.name}' is empty (or max_images < 1)")
         batches = (
             (to_model_input(images, data.mean, data.std, device, channels_last), labels)
             for images, labels in _prefetch(_host_batches(data, count, batch_size, pin=cuda))

@@ -16,21 +16,19 @@ from contextlib import contextmanager
 
 import torch
 
-from ..core.errors import UserError
-
 __all__ = ["resolve_device", "set_threads", "threads", "deterministic"]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``device``, or CUDA when present, else the CPU.
 
-    Raises :class:`~masterkey.core.errors.UserError` when CUDA is asked for but not available.
+    Raises ``ValueError`` when CUDA is asked for but not available.
     """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device '{device}' asked for but CUDA is not available; use 'cpu' or leave it unset")
+        raise ValueError(f"device '{device}' asked for but CUDA is not available; use 'cpu' or none")
     return device
 
 

@@ -16,6 +16,12 @@ Modules, along the seams of the computation:
 * :mod:`.types`: automatic type selection (:func:`select_types`);
 * :mod:`.methods`: the per-filter methods A, B, C1, C2, D1, D2 (:func:`fit_filters`);
 * :mod:`.joint`: pooled fits (:func:`fit_joint`).
+
+References
+----------
+[B] T. Lindeberg, Z. Babaiee, P. M. Kiasari. Modelling and analysis of the 8 filters from the
+    "master key filters hypothesis" for depthwise-separable deep networks in relation to idealized
+    receptive fields based on scale-space theory. arXiv:2509.12746; J. Math. Imaging Vis. 68(3), 2026.
 """
 
 from .grid import exact_templates

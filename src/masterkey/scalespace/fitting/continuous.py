@@ -28,7 +28,7 @@ relative), see :class:`ContinuousTemplates`.  Reported l1 and l2 are recomputed 
   on a bound of alpha.
 * Type selection (cosine) and the joint fits still search on the fine grid itself: coarse
   sub-grid (17 x 17 for cosine), then a compass search (3 x 3 or 3-point neighbourhoods whose
-  per-filter step halves when no neighbour is better), :func:`zoom`.
+  per-filter step halves when no neighbour is better), :func:`masterkey.scalespace.fitting.discrete.zoom`.
 
 Agreement with a per-filter reference (dense exact-template grid + multi-start Nelder-Mead,
 ``benchmarks/bench_fitting.py``): on random-plus-planted 7x7 filters, C1/C2/D1/D2 sigma within 1 %

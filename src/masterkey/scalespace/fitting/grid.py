@@ -53,10 +53,10 @@ class TemplateGrid:
         self._derivatives: dict = {}
 
     def interpolation_table(self, name: str, order: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """``(values, differences)`` for :func:`_interpolate` of ``px[op]`` (``name = 'x:op'``),
-        ``py[op]`` (``'y:op'``) or the flattened Laplacian table (``'lap'``), the columns followed by
-        the first ``order`` derivatives with respect to the grid index (repeated central differences,
-        one-sided at the ends)."""
+        """``(values, differences)`` for the linear interpolation of :mod:`.continuous` of ``px[op]``
+        (``name = 'x:op'``), ``py[op]`` (``'y:op'``) or the flattened Laplacian table (``'lap'``), the
+        columns followed by the first ``order`` derivatives with respect to the grid index (repeated
+        central differences, one-sided at the ends)."""
         key = (name, order)
         if key not in self._derivatives:
             if name == "lap":
@@ -127,6 +127,28 @@ def template_grid(k: int, points: int) -> TemplateGrid:
 
 
 def exact_templates(type_name: str, k: int, sigma_x, sigma_y, alpha) -> np.ndarray:
+    """Templates of one type at fitted scales, ignoring the parameters the type does not have.
+
+    Parameters
+    ----------
+    type_name : str
+        A scale-space type (docs/methods.md section 3.3).
+    k : int
+        Odd kernel size.
+    sigma_x, sigma_y : array_like ``(n,)``
+        Scales in grid spacings (``s = sigma^2``); ``sigma_y`` is ignored for ``lap`` and ``id-lap``.
+    alpha : array_like ``(n,)`` or None
+        Used for ``id-lap`` only.
+
+    Returns
+    -------
+    float64 array ``(n, k, k)`` (:func:`masterkey.scalespace.templates.idealized_templates`;
+    layout of docs/methods.md section 1).
+
+    >>> t = exact_templates("lap", 5, np.array([1.0]), np.array([9.0]), None)
+    >>> bool(np.allclose(t, idealized_templates("lap", 5, 1.0)))
+    True
+    """
     if type_name in ("lap", "id-lap"):
         sigma_y = None
     return idealized_templates(type_name, k, sigma_x, sigma_y, alpha=alpha if type_name == "id-lap" else None)

@@ -37,15 +37,15 @@ class SearchSettings:
     ``fine_points - 1`` must be divisible by ``coarse_* - 1`` (powers of two); ``max_iterations``
     caps the compass-search iterations (cosine searches of type selection).
     ``chunk_elements`` bounds the size (in float64 numbers) of the largest temporary array.
-    l1 searches (:func:`search_l1`): up to ``l1_starts`` coarse-grid starts (the best point, then the
-    best outside ``+-l1_exclusion`` coarse cells around earlier starts, kept when its l1 is within
-    the fraction ``l1_start_gap`` of the best start's) are refined by trust-region sequential linear
-    programming of at most ``l1_iterations`` iterations, initial trust radius ``l1_radius`` and
-    stopping radius ``l1_tolerance`` (fine-grid index units, 1 unit = 0.14 % in sigma), with
-    ``l1_pivots`` line minimisations per two-parameter linear subproblem (warm-started along the
-    previous iteration's kink line).  l2 searches: at most ``l2_iterations`` damped Newton
-    iterations, stopping at a step below ``l2_tolerance`` units.  The local iterations run on blocks
-    of ``l1_block`` filters (small enough to stay in cache).
+    l1 searches (:func:`.continuous.search_l1`): up to ``l1_starts`` coarse-grid starts (the best
+    point, then the best outside ``+-l1_exclusion`` coarse cells around earlier starts, kept when its
+    l1 is within the fraction ``l1_start_gap`` of the best start's) are refined by trust-region
+    sequential linear programming of at most ``l1_iterations`` iterations, initial trust radius
+    ``l1_radius`` and stopping radius ``l1_tolerance`` (fine-grid index units, 1 unit = 0.14 % in
+    sigma), with ``l1_pivots`` line minimisations per two-parameter linear subproblem (warm-started
+    along the previous iteration's kink line). l2 searches: at most ``l2_iterations`` damped Newton
+    iterations, stopping at a step below ``l2_tolerance`` units. The local iterations run on blocks of
+    ``l1_block`` filters (small enough to stay in cache).
     """
 
     fine_points: int = 4097
