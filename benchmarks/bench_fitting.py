@@ -46,6 +46,7 @@ from masterkey.scalespace.fitting import (  # noqa: E402
     ALPHA_BOUNDS,
     METHODS,
     SIGMA_BOUNDS,
+    exact_templates,
     fit_filters,
     normalise_for_fitting,
     select_types,
@@ -94,9 +95,7 @@ def make_filters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 # per-filter reference implementation
 # ------------------------------------------------------------------------------------------------
 def _template(model, sx, sy, alpha=None):
-    single = model in ("lap", "id-lap")
-    alpha = alpha if model == "id-lap" else None
-    return idealized_templates(model, K, sx, None if single else sy, alpha=alpha)
+    return exact_templates(model, K, sx, sy, alpha)
 
 
 def _criterion(model, h, sx, sy, alpha, kind):

@@ -18,8 +18,8 @@ import pandas as pd
 from ..core.errors import ConfigError
 from ..kernels.store import INDEX_KEYS, square_kernel_sizes
 from .fitting import METHODS, fit_filters, select_types
+from .fitting.grid import exact_templates
 from .spread import spread_table
-from .templates import idealized_templates
 
 __all__ = [
     "EXPLAINED_THRESHOLDS",
@@ -77,6 +77,7 @@ def fit_model_kernels(arrays: dict[str, np.ndarray], index: pd.DataFrame, model:
     Planted templates get their type and scales back:
 
     >>> import numpy as np, pandas as pd
+    >>> from masterkey.scalespace.templates import idealized_templates
     >>> kernels = np.stack([idealized_templates("dx+", 15, 1.2, 0.9), -idealized_templates("lap", 15, 0.8)])
     >>> index = pd.DataFrame({"layer": ["a", "b"], "stage": [0, 1], "block": 0, "channel": 0,
     ...                       "kernel_size": "15x15", "row": [0, 1]})
@@ -129,6 +130,7 @@ def spread_model_kernels(arrays: dict[str, np.ndarray], index: pd.DataFrame, fit
         If the kernels contain NaN/inf.
 
     >>> import numpy as np, pandas as pd
+    >>> from masterkey.scalespace.templates import idealized_templates
     >>> arrays = {"7x7": idealized_templates("dx+", 7, 1.0)[None]}
     >>> index = pd.DataFrame({"layer": ["a"], "stage": [0], "block": [0], "channel": [0],
     ...                       "kernel_size": ["7x7"], "row": [0]})
@@ -173,6 +175,7 @@ def templates_from_fits(fits: pd.DataFrame, k: int) -> np.ndarray:
         For an unknown type or an invalid ``k``.
 
     >>> import numpy as np, pandas as pd
+    >>> from masterkey.scalespace.templates import idealized_templates
     >>> row = pd.DataFrame({"type": ["dx"], "sigma_x": [1.0], "sigma_y": [0.7], "alpha": [np.nan]})
     >>> bool(np.allclose(templates_from_fits(row, 5)[0], idealized_templates("dx", 5, 1.0, 0.7)))
     True
@@ -188,13 +191,8 @@ def templates_from_fits(fits: pd.DataFrame, k: int) -> np.ndarray:
         finite = np.isfinite(sx) & np.isfinite(sy)
         if type_name == "id-lap":
             finite &= np.isfinite(alpha)
-        rows, sx, sy, alpha = rows[finite], sx[finite], sy[finite], alpha[finite]
-        if not len(rows):
-            continue
-        if type_name in ("lap", "id-lap"):
-            sy = sx  # single-scale models
-        alpha = alpha if type_name == "id-lap" else None
-        templates[rows] = idealized_templates(type_name, k, sx, sy, alpha)
+        if finite.any():
+            templates[rows[finite]] = exact_templates(type_name, k, sx[finite], sy[finite], alpha[finite])
     return templates
 
 
