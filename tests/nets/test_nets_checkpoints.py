@@ -9,6 +9,7 @@ import torch
 
 from masterkey.core.config import ModelSpec
 from masterkey.core.errors import ConfigError, StaleFileError, UserError
+from masterkey.core.io import sha256_file
 from masterkey.nets.checkpoints import (
     check_timm_name,
     fetch_weights,
@@ -60,11 +61,17 @@ def test_fetch_from_hub_cache_offline(tmp_path, reference_model, monkeypatch):
     assert meta["source"] == "timm hub"
     assert json.loads((tmp_path / "w.json").read_text()) == meta
     model, loaded_meta = load_checkpoint(tmp_path / "w.safetensors", tmp_path / "w.json")
-    assert loaded_meta["sha256"] == meta["sha256"]
+    assert loaded_meta["sha256"] == meta["sha256"] and loaded_meta["reparameterized"] is False
     assert_same_weights(model, reference_model)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference_model(x), rtol=0, atol=0)
+    # a hub checkpoint built with other architecture options: timm's lines name the mismatch
+    with pytest.raises(ConfigError) as info:
+        spec = ModelSpec(NAME, model_kwargs={"kernel_sizes": 11})
+        fetch_weights(spec, tmp_path / "k.safetensors", tmp_path / "k.json", hub_cache=str(cache))
+    assert "size mismatch for stages.0.blocks.0.conv_dw.weight" in str(info.value)
+    assert "torch.Size([40, 1, 7, 7])" in str(info.value) and "'model_kwargs'" in str(info.value)
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
@@ -75,16 +82,31 @@ def test_fetch_from_local_file(tmp_path, reference_model, suffix):
     else:
         safetensors.torch.save_file(reference_model.state_dict(), str(local))
     meta = fetch_weights(ModelSpec(NAME, weights=str(local)), tmp_path / "w.safetensors", tmp_path / "w.json")
-    assert meta["source"].startswith("local file")
+    assert meta["source"] == f"local file {local}"
+    assert meta["weights_source"] == {
+        "kind": "file",
+        "path": str(local),
+        "sha256": sha256_file(local),
+        "size_bytes": local.stat().st_size,
+    }
+    # what is known about a plain file: the tag its config name gives, no licence, no hub address
+    assert meta["tag"] == "d2_in1k" and meta["licence"] is None and "hf_hub_id" not in meta["pretrained_cfg"]
+    assert meta["checkpoint_entry"] is None and meta["source_dtype"] == "float32"
     model, _ = load_checkpoint(tmp_path / "w.safetensors", tmp_path / "w.json")
     assert_same_weights(model, reference_model)
+    untagged = fetch_weights(
+        ModelSpec("convnext_atto", weights=str(local)), tmp_path / "u.st", tmp_path / "u.json"
+    )
+    assert untagged["tag"] is None and untagged["timm_name"] == "convnext_atto"
 
 
 def test_convnextv2_sidecar_carries_the_licence_note():
     model = timm.create_model("convnextv2_atto.fcmae_ft_in1k", pretrained=False)
-    meta = model_metadata(model, "convnextv2_atto.fcmae_ft_in1k", source="test")
-    assert meta["licence"] == "cc-by-nc-4.0"
+    meta = model_metadata(model, "convnextv2_atto.fcmae_ft_in1k", source="test", hub=True)
+    assert meta["licence"] == "cc-by-nc-4.0" and meta["tag"] == "fcmae_ft_in1k"
     assert "non-commercial" in meta["licence_note"]
+    local = model_metadata(model, "convnextv2_atto", source="a local file")  # timm's default cfg is not it
+    assert local["licence"] is None and local["tag"] is None and "non-commercial" in local["licence_note"]
 
 
 def test_offline_without_cache_names_model_and_both_remedies(tmp_path, monkeypatch):
@@ -121,8 +143,12 @@ def test_missing_and_mismatched_local_files(tmp_path):
     assert f"local weights file {tmp_path / 'nope.pth'} does not exist" in str(info.value)
     other = tmp_path / "other.safetensors"
     safetensors.torch.save_file(timm.create_model("efficientnet_b0").state_dict(), str(other))
-    with pytest.raises(UserError, match="cannot load the weights"):
+    with pytest.raises(ConfigError) as info:
         fetch_weights(ModelSpec(NAME, weights=str(other)), tmp_path / "w.st", tmp_path / "w.json")
+    message = str(info.value)
+    assert f"local file {other} does not fit timm '{NAME}': 0 of its 128 tensors match" in message
+    assert "360 keys only in the checkpoint" in message and "128 keys only in the network" in message
+    assert "timm.models.convnext.checkpoint_filter_fn could not convert it (KeyError)" in message
     assert not (tmp_path / "w.st").exists() and not (tmp_path / "w.json").exists()
 
 

@@ -69,7 +69,7 @@ def test_saved_demo_model_loads_back(two_runs, tmp_path):
     paths = tmp_path / "demo.safetensors", tmp_path / "demo.json", tmp_path / "demo.log.csv"
     meta = save_demo_model(training, SETTINGS, 3, *paths)
     model, loaded = load_checkpoint(paths[0], paths[1])
-    assert loaded == meta
+    assert loaded == {**meta, "reparameterized": False}  # a ConvNeXt has nothing to fuse
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, training.model.state_dict()[key], rtol=0, atol=0)
     assert meta["seed"] == 3 and meta["config"] == SETTINGS.as_dict()
@@ -96,3 +96,14 @@ def test_structure_measures_detect_planted_structure(published_filters):
     assert depthwise_structure(model, published_filters[:, 1:-1, 1:-1]) == {
         "num_kernels": 0, "centre_share_mean": None, "max_abs_cosine_median": None,
     }  # fmt: skip
+
+
+def test_report_of_a_network_without_kernels_of_the_published_size():
+    """A demo architecture without 7x7 kernels (e.g. kernel_sizes=3) has no structure measures."""
+    from masterkey.nets.demo import DemoTraining
+
+    missing = {"num_kernels": 0, "centre_share_mean": None, "max_abs_cosine_median": None}
+    summary = {"val_accuracy": 0.5, "chance_accuracy": 0.25, "train_seconds": 3,
+               "structure_before": missing, "structure_after": missing}
+    line = DemoTraining(model=None, dataset=None, log=None, summary=summary).report()
+    assert "central 3x3 share n/a -> n/a" in line and "published 8 n/a -> n/a" in line

@@ -9,7 +9,8 @@ from masterkey.clustering.settings import ClusteringSettings
 from masterkey.core.config import model_specs, validate_config
 from masterkey.data.demo import DemoSettings
 from masterkey.core.errors import UserError
-from masterkey.nets.checkpoints import check_timm_name
+from masterkey.nets.checkpoints import check_model_spec
+from masterkey.nets.sources import weights_input
 
 
 def config_error(err):
@@ -22,7 +23,7 @@ try:
     MODELS = {spec.name: spec for spec in model_specs(config)}
     for _spec in MODELS.values():
         if not _spec.is_demo:
-            check_timm_name(_spec)
+            check_model_spec(_spec)
 except UserError as err:
     raise config_error(err) from None
 

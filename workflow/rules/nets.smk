@@ -1,13 +1,17 @@
 # Stage "nets": the networks - timm checkpoints or the embedded demo model - and every
 # depthwise kernel of each (masterkey.nets; docs/methods.md section 1).
 CATEGORY_DEMO = "0. Demo model"
-# The kernels of every model (everything else of the stage is their input).
-NETS_TARGETS = expand("results/kernels/{model}.{ext}", model=MODELS, ext=("npz", "parquet"))
+CATEGORY_KERNELS = "0. Depthwise kernels per model"
+# The kernels of every model (everything else of the stage is their input) and their shapes.
+NETS_TARGETS = [
+    *expand("results/kernels/{model}.{ext}", model=MODELS, ext=("npz", "parquet")),
+    *expand("results/tables/kernel_shapes_{model}.{ext}", model=MODELS, ext=TABLE_EXTS),
+]
 
 
 rule fetch_weights:
     input:
-        lambda wildcards: [MODELS[wildcards.model].weights] if MODELS[wildcards.model].weights else [],
+        lambda wildcards: weights_input(MODELS[wildcards.model]),
     output:
         weights="resources/weights/{model}.safetensors",
         meta="resources/weights/{model}.json",
@@ -21,7 +25,7 @@ rule fetch_weights:
         mem_mb=scaled_mem_mb(base=2000, per_input_mb=4, estimate=model_checkpoint_mb),
         runtime=scaled_runtime(base=15, per_gb=15, estimate=model_checkpoint_mb),
     params:
-        local_weights=lambda wildcards: MODELS[wildcards.model].weights,
+        spec=lambda wildcards: MODELS[wildcards.model].as_dict(),
         hub_cache=config["hub_cache"],
     script:
         "../../scripts/nets/fetch_weights.py"
@@ -71,3 +75,27 @@ rule extract_kernels:
         runtime=scaled_runtime(base=5, per_gb=10, estimate=model_checkpoint_mb),
     script:
         "../../scripts/nets/extract_kernels.py"
+
+
+rule table_kernel_shapes:
+    input:
+        index="results/kernels/{model}.parquet",
+    output:
+        tables=[
+            report(
+                "results/tables/kernel_shapes_{model}.csv",
+                caption="../report/kernel_shapes_table.rst",
+                category=CATEGORY_KERNELS,
+                subcategory="{model}",
+                labels={"item": "kernel shapes", "kind": "table"},
+            ),
+            "results/tables/kernel_shapes_{model}.md",
+            "results/tables/kernel_shapes_{model}.tex",
+        ],
+    log:
+        "logs/nets/table_kernel_shapes/{model}.log",
+    localrule: True
+    conda:
+        "../envs/masterkey.yaml"
+    script:
+        "../../scripts/nets/table_kernel_shapes.py"

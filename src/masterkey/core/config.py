@@ -43,18 +43,29 @@ DEMO_MODEL = "demo"
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One entry of ``config['models']``.
+    """One entry of ``config['models']`` (keys and defaults: the schema's ``models`` items).
 
     ``name`` is the wildcard used in file names: ``demo`` or a timm checkpoint
-    ``architecture.tag``.  ``weights`` is an optional local checkpoint file.
+    ``architecture.tag`` (an architecture alone with ``weights``).  ``weights`` is an optional
+    checkpoint file or ``package:<import name>`` (a file shipped by an installed package);
+    ``model_kwargs`` are extra ``timm.create_model`` arguments (architecture options);
+    ``key_mapping`` is ``names`` or ``positional`` (tensors matched by order, shape-checked);
+    ``published_top1`` is the published ImageNet top-1 in percent, carried to the sidecar.
     """
 
     name: str
     weights: str | None = None
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    key_mapping: str = "names"
+    published_top1: float | None = None
 
     @property
     def is_demo(self) -> bool:
         return self.name == DEMO_MODEL
+
+    def as_dict(self) -> dict:
+        """Plain data (``ModelSpec(**spec.as_dict())`` rebuilds it), e.g. for Snakemake params."""
+        return dataclasses.asdict(self)
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
@@ -101,9 +112,14 @@ def _describe(error: jsonschema.ValidationError, schema: dict) -> str:
             f"allowed keys{'' if where == '<top level>' else ' under ' + where}: {', '.join(allowed)}"
         )
     if error.validator == "oneOf" and where.startswith("models["):
+        if isinstance(error.instance, Mapping):  # a mapping entry: say what is wrong inside it
+            inner = [e for e in error.context if e.relative_schema_path[0] == 1]
+            if inner:
+                return _describe(min(inner, key=lambda e: len(e.absolute_path)), schema)
         return (
             f"config key {where}: {error.instance!r} is not a model entry; use a name string "
-            "('demo' or a timm 'architecture.tag') or a mapping with keys 'name' and optional 'weights'"
+            "('demo' or a timm 'architecture.tag') or a mapping with key 'name' and optional "
+            "'weights', 'model_kwargs', 'key_mapping', 'published_top1'"
         )
     if error.validator == "not" and error.validator_value == {"multipleOf": 2}:
         return f"config key {where}: must be an odd integer, got {error.instance!r}"
@@ -149,11 +165,15 @@ _CROSS_FIELD_CHECKS = (_master_keys_within_candidates,)
 def model_specs(config: dict) -> list[ModelSpec]:
     """The ``models`` entries of a validated config as :class:`ModelSpec` objects."""
     specs = []
-    for entry in config["models"]:
-        if isinstance(entry, str):
-            specs.append(ModelSpec(name=entry))
-        else:
-            specs.append(ModelSpec(name=entry["name"], weights=entry.get("weights")))
+    for i, entry in enumerate(config["models"]):
+        spec = ModelSpec(name=entry) if isinstance(entry, str) else ModelSpec(**entry)
+        if spec.is_demo and (spec.weights or spec.model_kwargs or spec.key_mapping != "names"):
+            why = "the demo model is trained by the workflow: it takes no 'weights' or 'key_mapping'"
+            raise ConfigError(f"models[{i}]", f"{why}; its architecture options go in demo.model_kwargs")
+        if spec.key_mapping != "names" and spec.weights is None:
+            why = f"key_mapping '{spec.key_mapping}' of '{spec.name}' applies to a checkpoint file"
+            raise ConfigError(f"models[{i}]", f"{why}: give it in 'weights' (hub files use timm's keys)")
+        specs.append(spec)
     return specs
 
 

@@ -1,6 +1,10 @@
 """Networks: checkpoints and weights, the embedded demo network, depthwise extraction and write-back.
 
-* :mod:`.checkpoints` - timm checkpoints (hub or local file) stored as safetensors + JSON sidecar;
+* :mod:`.checkpoints` - checkpoints (hub, local file or package) stored as safetensors + JSON sidecar;
+* :mod:`.hub` - timm names, building networks, downloads through timm's hub mechanism;
+* :mod:`.sources` - where weights come from: a local file or ``package:<import name>``;
+* :mod:`.layouts` - reading checkpoint files: wrappers, dtypes, key layouts, one clear error;
+* :mod:`.deploy` - fusing reparameterisable networks (RepViT, MobileOne, FastViT) for analysis;
 * :mod:`.depthwise` - finding depthwise convolutions, extracting their kernels, writing kernels back;
 * :mod:`.demo` - the small ConvNeXt trained from scratch offline.
 
@@ -12,6 +16,7 @@ Depthwise kernels are extracted as in [A]; the networks are timm's ConvNeXt fami
 """
 
 from .checkpoints import (
+    check_model_spec,
     check_timm_name,
     create_pretrained_model,
     fetch_weights,
@@ -29,6 +34,7 @@ from .demo import (
     save_demo_model,
     train_demo_model,
 )
+from .deploy import deploy_form, is_reparameterizable
 from .depthwise import (
     DepthwiseLayer,
     apply_kernels,
@@ -37,9 +43,17 @@ from .depthwise import (
     find_depthwise_convs,
     stage_and_block,
 )
+from .layouts import load_weights_file
+from .sources import resolve_weights, weights_input
 
 __all__ = [
     "check_timm_name",
+    "check_model_spec",
+    "resolve_weights",
+    "weights_input",
+    "load_weights_file",
+    "deploy_form",
+    "is_reparameterizable",
     "create_pretrained_model",
     "fetch_weights",
     "save_checkpoint",

@@ -1,26 +1,27 @@
-"""Model weights: fetch timm checkpoints, save and load them with a JSON sidecar.
+"""Model weights: fetch checkpoints, save and load them with a JSON sidecar.
 
-Every model of the workflow, downloaded or trained, is stored the same way:
+Every model of the workflow, downloaded, read from a file or trained, is stored the same way:
 
-* ``{model}.safetensors`` - the full ``state_dict``;
-* ``{model}.json`` - the sidecar: ``name``, timm ``architecture`` and ``tag``,
-  ``model_kwargs`` to rebuild the network with ``timm.create_model``,
-  ``licence``, ``num_parameters``, ``num_depthwise_kernels``, ``sha256`` of the
-  weights file, the timm ``pretrained_cfg`` (preprocessing) and its ``source``.
+* ``{model}.safetensors`` - the full ``state_dict`` in timm's layout, as published (a
+  reparameterisable network in its training-time form);
+* ``{model}.json`` - the sidecar: ``name``, timm ``architecture``, ``tag`` and ``licence`` (only
+  what is known: timm's record for a hub checkpoint, the package's declaration for package
+  weights, nothing for a plain file), ``model_kwargs`` to rebuild the network with
+  ``timm.create_model``, ``num_parameters``, ``num_depthwise_kernels`` (of the network as
+  analysed, i.e. fused), ``sha256`` of the weights file, the timm ``pretrained_cfg``
+  (preprocessing), its ``source`` and, for a file or package, ``weights_source`` (path, sha256,
+  size, package and version) and how it was read (:mod:`.layouts`).
 
-Downloads go through timm's own hub mechanism (``timm.create_model(...,
-pretrained=True)``), which honours the usual Hugging Face cache and offline
-variables (``HF_HOME``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``) and torch hub's
-``TORCH_HOME`` for the few checkpoints that are plain URLs.  A local file given
-in the config is loaded through the same path (timm's ``pretrained_cfg``
-``file`` entry).
+Without ``weights`` the checkpoint is downloaded through timm's hub mechanism (:mod:`.hub`); a
+local file or ``package:<name>`` source (:mod:`.sources`) is read by
+:func:`masterkey.nets.layouts.load_weights_file` into the network timm builds without weights.
+:func:`load_checkpoint` returns the fused (deploy) form of reparameterisable networks
+(:mod:`.deploy`), the form whose kernels act on the image.
 """
 
 from __future__ import annotations
 
-import difflib
-import os
-from contextlib import contextmanager
+import copy
 from pathlib import Path
 
 import safetensors
@@ -30,14 +31,19 @@ import torch
 from torch import nn
 
 from ..core.config import ModelSpec
-from ..core.errors import ConfigError, StaleFileError, UserError
+from ..core.errors import StaleFileError, UserError
 from ..core.io import atomic_paths, read_json, sha256_file, write_json
+from .deploy import deploy_form, is_reparameterizable
 from .depthwise import count_depthwise_kernels
+from .hub import build_timm_model, check_timm_name, download_pretrained, split_timm_name
+from .layouts import load_weights_file
+from .sources import PACKAGE_PREFIX, resolve_weights
 
 __all__ = [
     "CV2_LICENCE_NOTE",
     "split_timm_name",
     "check_timm_name",
+    "check_model_spec",
     "create_pretrained_model",
     "check_finite",
     "model_metadata",
@@ -58,114 +64,46 @@ _PRETRAINED_CFG_KEYS = (
     "mean",
     "std",
     "num_classes",
-    "hf_hub_id",
-    "url",
 )
+_HUB_CFG_KEYS = ("hf_hub_id", "url")  # where timm downloads from: recorded for hub checkpoints only
 
 
-def split_timm_name(name: str) -> tuple[str, str | None]:
-    """``"convnext_tiny.fb_in1k"`` -> ``("convnext_tiny", "fb_in1k")``; no tag -> ``(name, None)``."""
-    architecture, _, tag = name.partition(".")
-    return architecture, (tag or None)
-
-
-def check_timm_name(spec: ModelSpec) -> None:
-    """Raise :class:`ConfigError` (key ``models``) unless ``spec.name`` is a timm checkpoint (or,
-    with a local weights file, at least a timm architecture); the message lists close matches."""
-    architecture, tag = split_timm_name(spec.name)
-    known = timm.list_pretrained()
-    if spec.name in known:
-        return
-    if spec.weights is not None and timm.is_model(architecture) and tag is None:
-        return
-    if tag is None and timm.is_model(architecture):
-        tags = [n for n in known if n.startswith(architecture + ".")]
-        raise ConfigError(
-            "models",
-            f"model '{spec.name}' names an architecture, not a checkpoint; use one of: {', '.join(tags)}"
-            if tags
-            else f"timm has no pretrained checkpoint for '{spec.name}'; give a local file in 'weights'",
-        )
-    close = difflib.get_close_matches(spec.name, known, n=5, cutoff=0.6)
-    hint = f"; close matches: {', '.join(close)}" if close else ""
-    raise ConfigError(
-        "models", f"unknown timm model '{spec.name}'{hint} (see timm.list_pretrained() for all checkpoints)"
-    )
-
-
-@contextmanager
-def _hub_cache(hub_cache: str | None):
-    """Temporarily point ``HF_HUB_CACHE`` at ``hub_cache`` (no-op for None)."""
-    if hub_cache is None:
-        yield
-        return
-    previous = os.environ.get("HF_HUB_CACHE")
-    os.environ["HF_HUB_CACHE"] = str(hub_cache)
-    try:
-        import huggingface_hub.constants as hub_constants
-
-        old_constant = hub_constants.HF_HUB_CACHE
-        hub_constants.HF_HUB_CACHE = str(hub_cache)
-        yield
-    finally:
-        hub_constants.HF_HUB_CACHE = old_constant
-        if previous is None:
-            os.environ.pop("HF_HUB_CACHE", None)
-        else:
-            os.environ["HF_HUB_CACHE"] = previous
-
-
-def _is_download_failure(err: BaseException) -> bool:
-    """True when ``err`` (or its cause chain) says a file could not be fetched or found in the cache."""
-    names = {
-        "LocalEntryNotFoundError",
-        "OfflineModeIsEnabled",
-        "ConnectionError",
-        "ConnectError",
-        "ProxyError",
-        "Timeout",
-        "URLError",
-        "HfHubHTTPError",
-        "RepositoryNotFoundError",
-        "gaierror",
-    }
-    while err is not None:
-        if type(err).__name__ in names or any(c.__name__ in names for c in type(err).__mro__):
-            return True
-        err = err.__cause__ or err.__context__
-    return False
-
-
-def create_pretrained_model(spec: ModelSpec, hub_cache: str | None = None) -> nn.Module:
-    """Build the timm model of ``spec`` with its pretrained weights (download or local file)."""
+def check_model_spec(spec: ModelSpec) -> None:
+    """Everything about a timm model entry that can be checked without loading weights (cheap
+    enough for Snakemake's DAG building): the timm name (:func:`check_timm_name`), a
+    ``package:`` source (installed, one checkpoint file), and ``model_kwargs`` (the network is
+    built on the meta device).  Raises :class:`ConfigError` (key ``models``)."""
     check_timm_name(spec)
-    kwargs = {}
-    if spec.weights is not None:
-        path = Path(spec.weights)
-        if not path.is_file():
-            raise ConfigError("models", f"model '{spec.name}': local weights file {path} does not exist")
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path.resolve())}
-    try:
-        with _hub_cache(hub_cache):
-            return timm.create_model(spec.name, pretrained=True, **kwargs)
-    except UserError:
-        raise
-    except Exception as err:  # timm/hub raise many types; classify, then re-raise clearly
-        if spec.weights is None and _is_download_failure(err):
-            raise ConfigError(
-                "models",
-                f"cannot download the weights of '{spec.name}' and they are not in the hub cache "
-                f"({type(err).__name__}). Either run `snakemake resources/weights/{spec.name}.safetensors` "
-                "once on a machine with network access, sharing its hub cache (HF_HOME / HF_HUB_CACHE or "
-                "the config key 'hub_cache'), or download the checkpoint yourself and give its path as "
-                f"'weights' in the config entry of '{spec.name}'",
-            ) from None
-        source = spec.weights or "the downloaded checkpoint"
-        raise ConfigError(
-            "models",
-            f"cannot load the weights of '{spec.name}' from {source}: {type(err).__name__}: "
-            f"{str(err).splitlines()[0][:300]}; check that the file is a checkpoint of this architecture",
-        ) from None
+    if spec.weights is not None and spec.weights.startswith(PACKAGE_PREFIX):
+        resolve_weights(spec)
+    if spec.model_kwargs:
+        with torch.device("meta"):
+            build_timm_model(spec, pretrained=False)
+
+
+def create_pretrained_model(spec: ModelSpec, hub_cache: str | None = None) -> tuple[nn.Module, dict]:
+    """Build the timm model of ``spec`` with its pretrained weights (hub download, local file or
+    package); returns ``(model, facts)``, the sidecar facts of the source (``source``, and for a
+    file or package how it was read, ``licence`` and ``weights_source``).
+
+    Raises :class:`ConfigError` (key ``models``) with the cause and the remedies when the weights
+    cannot be downloaded, read or fitted to the network.
+    """
+    check_timm_name(spec)
+    source = resolve_weights(spec)
+    if source is not None:
+        model = build_timm_model(spec, pretrained=False)
+        options = f" with model_kwargs {spec.model_kwargs}" if spec.model_kwargs else ""
+        network = f"timm '{spec.name}'{options}"
+        facts = load_weights_file(model, source.path, spec.key_mapping, source.describe(), network)
+        record = source.record()
+        return model, {
+            "source": source.describe(),
+            **facts,
+            "licence": source.licence,
+            "weights_source": record,
+        }
+    return download_pretrained(spec, hub_cache), {"source": "timm hub"}
 
 
 def check_finite(state_dict: dict[str, torch.Tensor]) -> str | None:
@@ -176,27 +114,43 @@ def check_finite(state_dict: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
-def model_metadata(model: nn.Module, name: str, source: str, model_kwargs: dict | None = None) -> dict:
-    """Sidecar fields that describe ``model`` (everything except the checksum)."""
+def model_metadata(
+    model: nn.Module, name: str, source: str, model_kwargs: dict | None = None, *, hub: bool = False
+) -> dict:
+    """Sidecar fields that describe ``model`` (everything except the checksum).
+
+    ``hub=True``: the weights are timm's published checkpoint, so its ``tag``, ``licence`` and hub
+    address come from timm's ``pretrained_cfg``.  Otherwise the tag is the one ``name`` gives (if
+    any), the licence is None (callers that know it set it) and only the preprocessing part of
+    the architecture's ``pretrained_cfg`` is kept.  A reparameterisable network's
+    ``num_depthwise_kernels`` counts its fused form (``num_depthwise_kernels_training_form``: as
+    stored).
+    """
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
     architecture = cfg.get("architecture") or split_timm_name(name)[0]
-    licence = cfg.get("license") or cfg.get("licence")
+    tag = cfg.get("tag") if hub else split_timm_name(name)[1]
+    keys = _PRETRAINED_CFG_KEYS + (_HUB_CFG_KEYS if hub else ())
+    pretrained_cfg = {k: list(cfg[k]) if isinstance(cfg[k], tuple) else cfg[k] for k in keys if k in cfg}
+    if getattr(model, "num_classes", None) is not None:
+        pretrained_cfg["num_classes"] = int(model.num_classes)
     meta = {
         "name": name,
         "architecture": architecture,
-        "tag": cfg.get("tag"),
-        "timm_name": f"{architecture}.{cfg['tag']}" if cfg.get("tag") else architecture,
+        "tag": tag,
+        "timm_name": f"{architecture}.{tag}" if tag else architecture,
         "model_kwargs": dict(model_kwargs or {}),
-        "licence": licence,
+        "licence": (cfg.get("license") or cfg.get("licence")) if hub else None,
         "num_parameters": int(sum(p.numel() for p in model.parameters())),
         "num_depthwise_kernels": count_depthwise_kernels(model),
-        "pretrained_cfg": {
-            k: list(cfg[k]) if isinstance(cfg[k], tuple) else cfg[k] for k in _PRETRAINED_CFG_KEYS if k in cfg
-        },
+        "reparameterizable": is_reparameterizable(model),
+        "pretrained_cfg": pretrained_cfg,
         "source": source,
         "timm_version": timm.__version__,
         "torch_version": torch.__version__,
     }
+    if meta["reparameterizable"]:
+        meta["num_depthwise_kernels_training_form"] = meta["num_depthwise_kernels"]
+        meta["num_depthwise_kernels"] = count_depthwise_kernels(deploy_form(copy.deepcopy(model))[0])
     if architecture.startswith("convnextv2"):
         meta["licence_note"] = CV2_LICENCE_NOTE
     return meta
@@ -228,10 +182,12 @@ def save_checkpoint(model: nn.Module, meta: dict, weights_path, meta_path) -> di
 
 
 def fetch_weights(spec: ModelSpec, weights_path, meta_path, hub_cache: str | None = None) -> dict:
-    """Download (or read the local file of) a timm checkpoint and store it in the workflow's format."""
-    model = create_pretrained_model(spec, hub_cache=hub_cache)
-    source = f"local file {spec.weights}" if spec.weights else "timm hub"
-    meta = model_metadata(model, spec.name, source)
+    """Download (or read the local file or package file of) a checkpoint and store it in the
+    workflow's format (training-time form, timm's keys); returns the sidecar."""
+    model, facts = create_pretrained_model(spec, hub_cache=hub_cache)
+    hub = spec.weights is None
+    meta = model_metadata(model, spec.name, facts["source"], spec.model_kwargs, hub=hub)
+    meta.update(facts, published_top1=spec.published_top1)
     return save_checkpoint(model, meta, weights_path, meta_path)
 
 
@@ -243,11 +199,13 @@ def read_metadata(meta_path) -> dict:
     return meta
 
 
-def load_checkpoint(weights_path, meta_path) -> tuple[nn.Module, dict]:
+def load_checkpoint(weights_path, meta_path, reparameterize: bool = True) -> tuple[nn.Module, dict]:
     """Rebuild the timm model from a saved checkpoint, verifying checksum and finiteness.
 
-    Returns ``(model, meta)``, the model in eval mode on the CPU.  A missing, modified or
-    unreadable file raises :class:`StaleFileError` naming it.
+    Returns ``(model, meta)``, the model in eval mode on the CPU.  With ``reparameterize`` (the
+    default) a reparameterisable network is fused into its deploy form (:mod:`.deploy`: the
+    kernels it applies), ``meta['reparameterized']`` says whether that happened and a line is
+    printed.  A missing, modified or unreadable file raises :class:`StaleFileError` naming it.
     """
     meta = read_metadata(meta_path)
     weights_path = Path(weights_path)
@@ -275,4 +233,13 @@ def load_checkpoint(weights_path, meta_path) -> tuple[nn.Module, dict]:
             weights_path, f"does not match architecture {meta['timm_name']}: {str(err).splitlines()[0]}"
         ) from None
     model.eval()
-    return model, meta
+    fused = False
+    if reparameterize:
+        before = count_depthwise_kernels(model)
+        model, fused = deploy_form(model)
+        if fused:
+            print(
+                f"{meta['name']}: fused into its deploy form (timm reparameterize_model): "
+                f"{count_depthwise_kernels(model):,} depthwise kernels ({before:,} as stored, training form)"
+            )
+    return model, {**meta, "reparameterized": fused}

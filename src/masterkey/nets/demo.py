@@ -55,11 +55,15 @@ class DemoTraining:
         """One line: accuracy against chance, and how the kernels' structure changed."""
         summary = self.summary
         before, after = summary["structure_before"], summary["structure_after"]
+
+        def change(measure: str) -> str:  # None where the network has no kernel of the references' size
+            values = [before[measure], after[measure]]
+            return " -> ".join("n/a" if v is None else f"{v:.3f}" for v in values)
+
         return (
             f"validation accuracy {summary['val_accuracy']:.3f} (chance {summary['chance_accuracy']:.3f}); "
-            f"central 3x3 share {before['centre_share_mean']:.3f} -> {after['centre_share_mean']:.3f}; "
-            f"median max |cos| to published 8 {before['max_abs_cosine_median']:.3f} -> "
-            f"{after['max_abs_cosine_median']:.3f}; {summary['train_seconds']} s"
+            f"central 3x3 share {change('centre_share_mean')}; "
+            f"median max |cos| to published 8 {change('max_abs_cosine_median')}; {summary['train_seconds']} s"
         )
 
 
