@@ -3,9 +3,18 @@
 #   snakemake --configfile config/paper.yaml
 # One rule file per stage (workflow/rules/<stage>.smk), one script per rule
 # (scripts/<stage>/<rule>.py), one library package per stage (src/masterkey/<stage>/).
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
+from masterkey.core.errors import UserError
+from masterkey.core.rules import check_interpreter_path
+
 min_version("9.20")
+
+try:  # first: a Python that Snakemake cannot start rule scripts with would fail every job
+    check_interpreter_path()
+except UserError as err:
+    raise WorkflowError(str(err)) from None
 
 
 configfile: "config.yaml"

@@ -19,7 +19,15 @@ References
     Feature Maps in Convolutional Neural Networks (arXiv:2209.11740).
 [D] J. Grabinski, J. Keuper, M. Keuper. As large as it gets: Studying Infinitely Large
     Convolutions via Neural Implicit Functions in the Fourier Domain. TMLR 2024 (arXiv:2307.10001).
+
+Importing the package from a rule script run by Snakemake first installs the hook that sends
+errors raised before :func:`masterkey.core.rules.run_rule` (e.g. while importing) to the rule's
+log (:mod:`._rulelog`); elsewhere it does nothing.
 """
+
+from ._rulelog import install as _install_rule_log
+
+_install_rule_log()
 
 __version__ = "0.1.0"
 __all__ = ["__version__"]

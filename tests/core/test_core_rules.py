@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from masterkey.core.errors import ConfigError, StaleFileError
-from masterkey.core.rules import run_rule
+from masterkey.core.errors import ConfigError, StaleFileError, UserError
+from masterkey.core.rules import check_interpreter_path, run_rule
 
 
 def fake_snakemake(log, rule="my_rule", threads=1):
@@ -115,3 +115,94 @@ def test_a_rule_without_torch_does_not_import_it(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "r.log").read_text().startswith("ok\nrule r finished in")
+
+
+# -- errors outside main() and output outside Python: the log still holds them --------------------
+
+# A stand-in for a script run by Snakemake's `script:` directive: Snakemake's preamble defines a
+# global `snakemake` (class Snakemake) before the script's own imports run.
+SCRIPT_PREAMBLE = """
+class Snakemake:
+    def __init__(self, log):
+        self.log, self.rule, self.threads = [log], "my_rule", 1
+
+
+snakemake = Snakemake({log!r})
+"""
+
+
+def run_script(tmp_path, body: str) -> tuple[subprocess.CompletedProcess, str]:
+    log = tmp_path / "logs" / "my_rule.log"
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT_PREAMBLE.format(log=str(log)) + body)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    return result, log.read_text() if log.exists() else ""
+
+
+def test_an_import_error_of_the_script_lands_in_its_log(tmp_path):
+    result, log = run_script(
+        tmp_path,
+        "from masterkey.no_such_module import main\n"  # the script's first import fails
+        "from masterkey.core.rules import run_rule\n"
+        "run_rule(main, snakemake)\n",
+    )
+    assert result.returncode == 1
+    assert log.startswith("ERROR in rule my_rule (unexpected, please report):\nTraceback"), log
+    assert "ModuleNotFoundError: No module named 'masterkey.no_such_module'" in log
+    assert "ModuleNotFoundError" in result.stderr  # the terminal keeps its traceback
+
+
+def test_c_level_output_child_processes_and_a_hard_crash_land_in_the_log(tmp_path):
+    result, log = run_script(
+        tmp_path,
+        "import faulthandler, os, subprocess\n"
+        "from masterkey.core.rules import run_rule\n\n"
+        "def main(smk):\n"
+        "    print('from python')\n"
+        "    os.write(2, b'from C-level stderr\\n')\n"
+        "    subprocess.run(['sh', '-c', 'echo from a child process'])\n"
+        "    faulthandler._sigsegv()\n\n"
+        "run_rule(main, snakemake)\n",
+    )
+    assert result.returncode != 0
+    lines = log.splitlines()
+    assert lines[:3] == ["from python", "from C-level stderr", "from a child process"], log
+    assert "Fatal Python error: Segmentation fault" in log and "in main" in log, log
+
+
+@pytest.mark.parametrize(
+    "failure, expected",
+    [
+        ("raise SystemExit('giving up')", "SystemExit: giving up"),
+        ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+    ],
+)
+def test_exits_and_interrupts_inside_main_are_logged(tmp_path, capfd, failure, expected):
+    log = tmp_path / "rule.log"
+    namespace = {}
+    exec(f"def main(smk):\n    {failure}\n", namespace)
+    assert run_failing(namespace["main"], fake_snakemake(log)) == 1
+    text = log.read_text()
+    assert text.startswith("ERROR in rule my_rule (unexpected, please report):") and expected in text, text
+    assert expected in capfd.readouterr().err
+
+
+def test_a_clean_exit_inside_main_is_not_an_error(tmp_path):
+    with pytest.raises(SystemExit) as info:
+        run_rule(lambda smk: sys.exit(0), fake_snakemake(tmp_path / "r.log"))
+    assert info.value.code == 0 and "ERROR" not in (tmp_path / "r.log").read_text()
+
+
+# -- the interpreter path -----------------------------------------------------------------------------
+
+
+def test_interpreter_paths_snakemake_cannot_run_are_refused():
+    check_interpreter_path("/opt/conda/envs/mk-3.11/bin/python3.11")
+    check_interpreter_path()  # the one running the tests
+    with pytest.raises(UserError) as info:
+        check_interpreter_path("/home/me/my repo/.venv/bin/python")
+    message = str(info.value)
+    assert "'/home/me/my repo/.venv/bin/python' has a space in its path" in message
+    assert "Move the repository (or the virtual environment)" in message
+    with pytest.raises(UserError, match=r"has '\$', '\(', '\)' in its path"):
+        check_interpreter_path("/data/$(whoami)/.venv/bin/python")

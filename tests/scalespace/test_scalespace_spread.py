@@ -87,3 +87,68 @@ def test_published_filters_have_half_grid_offsets(published_filters):
     assert np.all(offsets[[0, 3]] < -0.4) and np.all(offsets[[1, 2]] > 0.4)  # dy+, dx+ / dx-, dy-
     assert np.all(np.abs(offsets[[4, 5]]) < 0.15)  # centred dx, dy
     assert np.all(np.abs(table["correlation"]) < 0.1)  # near separable
+
+
+# -- band kernels (1 x k, k x 1): docs/methods.md section 2 ----------------------------------------
+
+
+def _binomial(n):
+    """Binomial weights C(n, j): variance n/4 about the centre, the analytic 1-D reference."""
+    from math import comb
+
+    return np.array([comb(n, j) for j in range(n + 1)], dtype=np.float64)
+
+
+@pytest.mark.parametrize("k", [5, 9, 11])
+def test_band_kernels_spread_along_their_long_axis_only(k):
+    profile = _binomial(k - 1) * np.where(np.arange(k) % 2, -1.0, 1.0)  # signs do not matter (|h|)
+    horizontal, vertical = profile[None, None, :], profile[None, :, None]  # (1, 1, k), (1, k, 1)
+    for band, long_axis in ((horizontal, 0), (vertical, 1)):
+        table = spread_table(band, [None])
+        v = {"V_xx": table["V_xx"][0], "V_yy": table["V_yy"][0]}
+        along, across = ("V_xx", "V_yy") if long_axis == 0 else ("V_yy", "V_xx")
+        assert v[along] == pytest.approx((k - 1) / 4, rel=1e-12)  # binomial variance n p (1 - p)
+        assert v[across] == 0 and table["V_xy"][0] == 0
+        assert table[["m_x", "m_y"]].to_numpy() == pytest.approx(0, abs=1e-12)
+        # undefined correlation, no type: no weighted measures, no offset
+        assert table[["correlation", "mg_x", "Vg_xx", "offset", "offset_g"]].isna().all(axis=None)
+
+
+def test_band_mean_uses_the_conventions_of_section_1():
+    band = np.zeros((2, 1, 9))
+    band[0, 0, 0] = 1.0  # leftmost column: x = -4
+    band[1, 0, 6] = band[1, 0, 8] = 1.0  # x = 2 and x = 4: mean 3, variance 1
+    mean, variance = spread_moments(np.abs(band))
+    assert mean.tolist() == [[-4.0, 0.0], [3.0, 0.0]]
+    assert variance[1].tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    column = np.zeros((9, 1))
+    column[0, 0] = 1.0  # top row: y = +4 (y points up)
+    assert spread_moments(column)[0].tolist() == [0.0, 4.0]
+
+
+def test_band_equals_a_square_kernel_with_the_same_centre_row():
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(6, 9))
+    square = np.zeros((6, 9, 9))
+    square[:, 4, :] = rows
+    band, full = spread_table(rows[:, None, :], [None] * 6), spread_table(square, [None] * 6)
+    columns = ["m_x", "m_y", "V_xx", "V_xy", "V_yy"]
+    np.testing.assert_allclose(band[columns].to_numpy(), full[columns].to_numpy(), atol=1e-12)
+
+
+def test_band_kernels_cannot_have_a_type():
+    with pytest.raises(ValueError, match="band kernels 1x7 have no scale-space type"):
+        spread_table(np.ones((1, 1, 7)), ["dx"])
+
+
+def test_untyped_square_kernels_get_nan_weighted_measures():
+    """Degenerate kernels (e.g. all-zero channels of EfficientNet-Lite0) have no type (NaN in the fits)."""
+    from masterkey.scalespace.spread import spread_table
+    from masterkey.scalespace.templates import idealized_templates
+
+    kernels = np.stack([idealized_templates("dx", 3, 1.0), np.zeros((3, 3))])
+    table = spread_table(kernels, ["dx", float("nan")])
+    weighted = ["mg_x", "mg_y", "Vg_xx", "Vg_xy", "Vg_yy"]
+    assert table[weighted].iloc[1].isna().all() and np.isfinite(table[weighted].iloc[0]).all()
+    with pytest.raises(ValueError, match="unknown scale-space types \\['dz'\\]"):
+        spread_table(kernels, ["dx", "dz"])

@@ -3,7 +3,8 @@
 - ``test_gpu_rules_sbatch_lines``: the executor plugin's own submission code,
   driven by the real ``profiles/slurm`` with stand-ins for ``sbatch`` and
   ``sacctmgr``, must put ``--gpus`` (and the GPU partition and CPUs) on the
-  sbatch line of every GPU rule and nowhere else.
+  sbatch line of every GPU rule and nowhere else; with the profile's one-line
+  switch to ``gres: "gpu:1"``, ``--gres`` instead, never both.
 - ``test_real_slurm_demo``: installs Debian's slurm-wlm and munge when missing,
   starts a single-node Slurm on localhost (tests/workflow/slurm_cluster.py), runs the
   tiny demo through ``profiles/slurm-test`` with every non-local job submitted
@@ -70,7 +71,7 @@ def test_profile_requests_a_gpu_for_every_gpu_rule():
     defaults = config["default-resources"]
     assert {"slurm_partition", "slurm_account", "mem_mb", "runtime"} <= set(defaults)
     gpu = {name for name, res in config["set-resources"].items() if res.get("gpu") == 1}
-    assert gpu == set(gpu_rules()) and len(gpu) == 4
+    assert gpu == set(gpu_rules()) and gpu
     assert set(config["set-threads"]) == gpu
     partitions = {config["set-resources"][name]["slurm_partition"] for name in gpu}
     assert len(partitions) == 1 and partitions != {defaults["slurm_partition"]}
@@ -132,16 +133,21 @@ def fake_slurm(tmp_path):
     return env, calls
 
 
-def submitted_lines(workdir: Path, env, calls: Path, *args) -> dict[str, str]:
+def run_gpu_snakefile(workdir: Path, env, *args, profile_dir: Path = PROFILE) -> subprocess.CompletedProcess:
+    """Every GPU rule and one CPU rule through ``profile_dir`` (each submission refused by the stub)."""
     snakefile = workdir / "Snakefile"
     snakefile.write_text(
         GPU_SNAKEFILE.format(resources=str(RESOURCES_SMK))
         + "".join(GPU_RULE.format(name=name) for name in gpu_rules())
     )
-    result = snakemake(
-        "--snakefile", str(snakefile), "--profile", str(PROFILE), "--retries", "0",
+    return snakemake(
+        "--snakefile", str(snakefile), "--profile", str(profile_dir), "--retries", "0",
         "--slurm-init-seconds-before-status-checks", "1", *args, cwd=workdir, env=env,
     )  # fmt: skip
+
+
+def submitted_lines(workdir: Path, env, calls: Path, *args, profile_dir: Path = PROFILE) -> dict[str, str]:
+    result = run_gpu_snakefile(workdir, env, *args, profile_dir=profile_dir)
     assert result.returncode != 0  # every submission is refused by the stand-in
     output = result.stdout + result.stderr
     assert calls.exists(), output[-3000:]
@@ -153,16 +159,43 @@ def submitted_lines(workdir: Path, env, calls: Path, *args) -> dict[str, str]:
     return lines
 
 
-def test_gpu_rules_sbatch_lines(tmp_path, fake_slurm):
+# The profile's one GPU line (marked SWITCH) and what docs/cluster.md tells a --gres-only cluster to
+# put there instead; the flag each puts on the sbatch line of a GPU rule.
+GPU_LINE = re.compile(r"^( +)gpu: 1( +# SWITCH.*)$", re.M)
+GPU_SWITCH = {
+    "gpus": (None, "--gpus=1"),
+    "gres": ('gres: "gpu:1"', "--gres=gpu:1"),
+    "gres-model": ('gres: "gpu:h100:1"', "--gres=gpu:h100:1"),
+}
+
+
+def switched_profile(tmp_path: Path, line: str | None) -> Path:
+    """profiles/slurm with its GPU line replaced by ``line`` (None: the profile as shipped)."""
+    if line is None:
+        return PROFILE
+    text = (PROFILE / "config.yaml").read_text()
+    assert len(GPU_LINE.findall(text)) == 1, "the profile requests the GPU with one `gpu: 1  # SWITCH` line"
+    copy = tmp_path / "profile"
+    copy.mkdir()
+    (copy / "config.yaml").write_text(GPU_LINE.sub(lambda m: m.group(1) + line, text))
+    return copy
+
+
+@pytest.mark.parametrize("switch", GPU_SWITCH)
+def test_gpu_rules_sbatch_lines(tmp_path, fake_slurm, switch):
+    """Each setting of the switch: exactly one of --gpus / --gres on a GPU rule's line, none on others."""
     env, calls = fake_slurm
-    lines = submitted_lines(tmp_path, env, calls)
+    line, flag = GPU_SWITCH[switch]
+    work = tmp_path / "work"
+    work.mkdir()
+    lines = submitted_lines(work, env, calls, profile_dir=switched_profile(tmp_path, line))
     settings = profile()
     cpu_partition = settings["default-resources"]["slurm_partition"]
     account = settings["default-resources"]["slurm_account"]
     for name in gpu_rules():
         line = lines[name]
         gpu_partition = settings["set-resources"][name]["slurm_partition"]
-        assert re.search(r"(^| )--gpus=1( |$)", line), line
+        assert re.findall(r"--gpus\b\S*|--gres\b\S*", line) == [flag], line
         assert f"-p {gpu_partition}" in line and f"-A {account}" in line, line
         assert f"--cpus-per-task={settings['set-threads'][name]}" in line, line
         assert "--mem 24000" in line and "-t 180" in line, line
@@ -178,6 +211,19 @@ def test_gpu_model_is_configurable(tmp_path, fake_slurm):
     for name in gpu_rules():
         assert "--gpus=h100:1" in lines[name], lines[name]
     assert "--gpus" not in lines["cpu_rule"]
+
+
+def test_a_gpu_requested_twice_is_refused(tmp_path, fake_slurm):
+    """gres on top of gpu (the mistake of a half-done switch): one error before anything is submitted."""
+    env, calls = fake_slurm
+    both = switched_profile(tmp_path, 'gpu: 1\n    gres: "gpu:1"')
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_gpu_snakefile(work, env, profile_dir=both)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and not calls.exists(), output[-3000:]
+    assert f"the profile asks twice for the GPU of {gpu_rules()[0]}" in output, output
+    assert 'gres: "gpu:1"' in output, output
 
 
 def test_paper_dry_run_through_the_slurm_profile(tmp_path):

@@ -16,7 +16,8 @@
 # disk yet, so that dry runs show real numbers.)
 #
 # GPU rules (training, evaluation): the rule name must also be listed under
-# `set-resources` in profiles/slurm/config.yaml (GPU partition, GPU model);
+# `set-resources` in profiles/slurm/config.yaml, which alone requests the GPU
+# (`gpu: 1` -> --gpus, or `gres: "gpu:1"` -> --gres), its partition and model;
 # tests/workflow/test_workflow_slurm.py checks that both agree.
 #     threads: GPU_THREADS
 #     resources:
@@ -28,7 +29,13 @@ import re
 from snakemake.exceptions import WorkflowError as _WorkflowError
 
 # Rules that need a GPU. profiles/slurm/config.yaml requests one for each.
-GPU_RULES = ("train_autoencoder", "replace_and_evaluate", "replace_stages", "finetune_frozen")
+GPU_RULES = (
+    "train_autoencoder",
+    "reference_logits",
+    "replace_and_evaluate",
+    "replace_stages",
+    "finetune_frozen",
+)
 # CPU cores of a GPU job (data loading workers); the slurm profile may override
 # it per rule with `set-threads`.
 GPU_THREADS = 8
@@ -82,10 +89,12 @@ def input_mb(wildcards, input, estimate=None):
 
 
 def checkpoint_mb(model):
-    """Estimated float32 checkpoint size of a model in MB (its file size when given locally)."""
+    """Estimated float32 checkpoint size of a model in MB (its file size when given locally or by a
+    package)."""
     spec = MODELS.get(model)
-    if spec is not None and spec.weights and os.path.exists(spec.weights):
-        return os.path.getsize(spec.weights) / 2**20
+    files = weights_input(spec) if spec is not None and not spec.is_demo else []
+    if files and os.path.exists(files[0]):
+        return os.path.getsize(files[0]) / 2**20
     tokens = re.split(r"[._]", model.split(".")[0])
     params = max((_PARAMS_M[t] for t in tokens if t in _PARAMS_M), default=_PARAMS_M["base"])
     # ImageNet-22k heads add up to a third on top of the backbone.
@@ -149,13 +158,32 @@ def demo_runtime(wildcards, attempt):
 
 
 def gpu_resources(mem_mb=16000, runtime=120, per_input_mb=0.0, per_gb_minutes=0.0, estimate=None):
-    """Resources of a job that needs one GPU: `gpu=1` plus memory and runtime.
+    """Memory and runtime of a job that needs one GPU (the rule is listed in GPU_RULES).
 
-    Memory and runtime scale with the input like the CPU helpers; the GPU
-    partition and model come from the profile (set-resources keyed by rule name).
+    Memory and runtime scale with the input like the CPU helpers. The GPU itself
+    is requested by the profile alone (set-resources keyed by rule name), with
+    the partition and exactly one of `gpu: 1` -> sbatch --gpus=1 or
+    `gres: "gpu:1"` -> sbatch --gres=gpu:1, so that switching between the two
+    is one line there and the sbatch line never carries both.
     """
     return {
-        "gpu": 1,
         "mem_mb": scaled_mem_mb(base=mem_mb, per_input_mb=per_input_mb, estimate=estimate),
         "runtime": scaled_runtime(base=runtime, per_gb=per_gb_minutes, estimate=estimate),
     }
+
+
+def check_gpu_requests():
+    """Refuse a profile that asks for a rule's GPU twice (sbatch --gpus and a gpu --gres)."""
+    for rule, resources in workflow.resource_settings.overwrite_resources.items():
+        gres = resources.get("gres")
+        gres = str(getattr(gres, "raw", gres) or "")
+        gpus = {"gpu", "gpu_model"} & set(resources)
+        if gpus and "gpu" in gres:
+            raise _WorkflowError(
+                f"the profile asks twice for the GPU of {rule}, with {sorted(gpus)} (sbatch --gpus) "
+                f"and gres={gres!r} (sbatch --gres). Keep one line in the profile's GPU block: `gpu: 1` "
+                f'(with gpu_model for a model) or `gres: "gpu:1"` (a model goes inside: "gpu:a100:1")'
+            )
+
+
+check_gpu_requests()

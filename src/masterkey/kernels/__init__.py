@@ -2,7 +2,8 @@
 
 * :mod:`.conventions` - the coordinate and sign conventions (docs/methods.md section 1);
 * :mod:`.similarity` - centre norm, ``|cosine|``, best match, the least-squares ``a t + b``;
-* :mod:`.store` - the per-model ``.npz`` + parquet index of every depthwise kernel.
+* :mod:`.store` - the per-model ``.npz`` + parquet index of every depthwise kernel;
+* :mod:`.shapes` - the kernel shapes of a model and which analyses use them (band kernels).
 
 References
 ----------
@@ -16,7 +17,14 @@ Conventions of the published filters ([Q]) and of [B]; "center norm" of [A].
     receptive fields based on scale-space theory. arXiv:2509.12746; J. Math. Imaging Vis. 68(3), 2026.
 """
 
-from .conventions import centre_share, check_kernel_size, kernel_coordinates, pattern_response
+from .conventions import (
+    centre_share,
+    check_kernel_size,
+    grid_coordinates,
+    kernel_coordinates,
+    pattern_response,
+)
+from .shapes import SHAPE_ANALYSES, kernel_shape_table, kernel_shapes_caption, not_analysed_message
 from .similarity import (
     NEAR_ZERO,
     affine_fit,
@@ -28,9 +36,11 @@ from .similarity import (
 from .store import (
     INDEX_COLUMNS,
     INDEX_KEYS,
+    has_scale_space_model,
     kernel_key,
     load_index,
     load_kernels,
+    parse_kernel_key,
     save_kernels,
     square_kernel_sizes,
 )
@@ -38,6 +48,7 @@ from .store import (
 __all__ = [
     "check_kernel_size",
     "kernel_coordinates",
+    "grid_coordinates",
     "pattern_response",
     "centre_share",
     "NEAR_ZERO",
@@ -52,5 +63,11 @@ __all__ = [
     "save_kernels",
     "load_kernels",
     "load_index",
+    "parse_kernel_key",
+    "has_scale_space_model",
     "square_kernel_sizes",
+    "SHAPE_ANALYSES",
+    "kernel_shape_table",
+    "kernel_shapes_caption",
+    "not_analysed_message",
 ]

@@ -8,6 +8,8 @@ elsewhere refer to "the convention of docs/methods.md section 1".
 * Spatial coordinates of an entry: ``x = col - c`` (to the right) and
   ``y = c - row`` (**upwards**: the top row has ``y = +c``).  This is the
   convention of the published master key filters and of scale-space theory.
+  A band kernel ``kh x kw`` (e.g. ``1 x 9``) has the same rule per axis:
+  ``x = col - (kw - 1) / 2``, ``y = (kh - 1) / 2 - row`` (:func:`grid_coordinates`).
 * A kernel is analysed exactly as stored in the network's weight tensor
   (PyTorch computes cross-correlation; that does not change what is stored).
 * The response of a kernel to a test pattern ``f`` is the convolution response
@@ -23,6 +25,7 @@ import numpy as np
 __all__ = [
     "check_kernel_size",
     "kernel_coordinates",
+    "grid_coordinates",
     "pattern_response",
     "centre_share",
 ]
@@ -86,10 +89,39 @@ def kernel_coordinates(k: int) -> tuple[np.ndarray, np.ndarray]:
     [(-1.0, 1.0), (1.0, -1.0)]
     """
     k = check_kernel_size(k)
-    c = (k - 1) // 2
-    offsets = np.arange(k, dtype=np.float64) - c
-    x = np.broadcast_to(offsets[None, :], (k, k)).copy()
-    y = np.broadcast_to(-offsets[:, None], (k, k)).copy()
+    return grid_coordinates(k, k)
+
+
+def grid_coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinate grids ``(x, y)`` of a ``height x width`` kernel, square or band (docs/methods.md s. 1).
+
+    ``x[row, col] = col - (width - 1) / 2`` and ``y[row, col] = (height - 1) / 2 - row``: the
+    convention of :func:`kernel_coordinates` along each axis, so a ``1 x k`` band lies on
+    ``y = 0`` and a ``k x 1`` band on ``x = 0``.  Units: grid spacings.
+
+    Parameters
+    ----------
+    height, width : int
+        Odd positive numbers of rows and columns.
+
+    Returns
+    -------
+    x, y : float64 arrays ``(height, width)``
+
+    Raises
+    ------
+    ValueError
+        If a size is not an odd positive integer.
+
+    >>> x, y = grid_coordinates(1, 5)
+    >>> x.tolist(), y.tolist()
+    ([[-2.0, -1.0, 0.0, 1.0, 2.0]], [[0.0, 0.0, 0.0, 0.0, 0.0]])
+    """
+    height, width = check_kernel_size(height), check_kernel_size(width)
+    cols = np.arange(width, dtype=np.float64) - (width - 1) // 2
+    rows = (height - 1) // 2 - np.arange(height, dtype=np.float64)
+    x = np.broadcast_to(cols[None, :], (height, width)).copy()
+    y = np.broadcast_to(rows[:, None], (height, width)).copy()
     return x, y
 
 

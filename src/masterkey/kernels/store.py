@@ -22,6 +22,8 @@ __all__ = [
     "save_kernels",
     "load_kernels",
     "load_index",
+    "parse_kernel_key",
+    "has_scale_space_model",
     "square_kernel_sizes",
 ]
 
@@ -48,6 +50,32 @@ def kernel_key(height: int, width: int) -> str:
     ('7x7', '1x11')
     """
     return f"{int(height)}x{int(width)}"
+
+
+def parse_kernel_key(key: str) -> tuple[int, int]:
+    """The shape ``(height, width)`` of a store key, the inverse of :func:`kernel_key`.
+
+    Raises ``ValueError`` for a string that is not ``"{height}x{width}"``.
+
+    >>> parse_kernel_key("1x11")
+    (1, 11)
+    """
+    height, sep, width = str(key).partition("x")
+    if not (sep and height.isdigit() and width.isdigit()):
+        raise ValueError(f"not a kernel shape key: {key!r} (expected e.g. '7x7' or '1x11')")
+    return int(height), int(width)
+
+
+def has_scale_space_model(height: int, width: int) -> bool:
+    """True for the shapes the 2-D analyses use: square, odd, at least 3x3 (docs/methods.md s. 3.9).
+
+    Every other shape (band kernels such as ``1x9``) gets only the spread measures of
+    docs/methods.md section 2; it is not fitted, clustered or replaced by a fitted template.
+
+    >>> has_scale_space_model(7, 7), has_scale_space_model(1, 9), has_scale_space_model(4, 4)
+    (True, False, False)
+    """
+    return height == width and height % 2 == 1 and height >= 3
 
 
 def save_kernels(arrays: dict[str, np.ndarray], index: pd.DataFrame, npz_path, index_path) -> None:
@@ -97,9 +125,4 @@ def square_kernel_sizes(arrays: dict[str, np.ndarray]) -> list[str]:
     >>> square_kernel_sizes({"7x7": np.zeros((2, 7, 7)), "1x11": np.zeros((2, 1, 11))})
     ['7x7']
     """
-    keys = []
-    for key, array in arrays.items():
-        kh, kw = array.shape[1:]
-        if kh == kw and kh % 2 == 1 and kh >= 3:
-            keys.append(key)
-    return keys
+    return [key for key, array in arrays.items() if has_scale_space_model(*array.shape[1:])]

@@ -2,7 +2,8 @@
 
 Joins the numerical core (:mod:`masterkey.scalespace.fitting`, :mod:`masterkey.scalespace.spread`)
 with the kernel store (:mod:`masterkey.kernels.store`).  Only square kernels of odd size are
-analysed (band kernels such as ``1x9`` have no 2-D scale-space model).
+fitted (band kernels such as ``1x9`` have no 2-D scale-space model; the fit log counts them,
+:func:`masterkey.kernels.shapes.not_analysed_message`); the spread measures cover every kernel.
 
 Energy explained by the idealized model: for each filter the best method (smallest relative
 residual ``rel_l2 = l2 / ||h_n||``) gives ``explained = 1 - rel_l2^2``, the share of the
@@ -101,14 +102,15 @@ def fit_model_kernels(arrays: dict[str, np.ndarray], index: pd.DataFrame, model:
 
 
 def spread_model_kernels(arrays: dict[str, np.ndarray], index: pd.DataFrame, fits: pd.DataFrame, model: str):
-    """Spread measures of every square kernel, weighted by its fitted type's reference template.
+    """Spread measures of every kernel; square ones also weighted by their fitted type's template.
 
-    [B] Sec. 2; docs/methods.md section 2 (coordinates of section 1, grid spacings).
+    [B] Sec. 2; docs/methods.md section 2 (coordinates of section 1, grid spacings).  Band kernels
+    (``1x9``, ...) have no type: their weighted measures and offsets are NaN.
 
     Parameters
     ----------
     arrays : dict of str to array ``(N, kh, kw)``
-        The model's kernel store; only square, odd-sized keys are analysed.
+        The model's kernel store, every key (square odd-sized keys are typed from ``fits``).
     index : pandas.DataFrame
         The kernel index.
     fits : pandas.DataFrame
@@ -119,8 +121,8 @@ def spread_model_kernels(arrays: dict[str, np.ndarray], index: pd.DataFrame, fit
     Returns
     -------
     pandas.DataFrame
-        One row per kernel: ``model``, the index columns, then the columns of
-        :func:`masterkey.scalespace.spread.spread_table`.
+        One row per kernel (``kernel_size`` names its shape): ``model``, the index columns, then
+        the columns of :func:`masterkey.scalespace.spread.spread_table`.
 
     Raises
     ------
@@ -139,13 +141,17 @@ def spread_model_kernels(arrays: dict[str, np.ndarray], index: pd.DataFrame, fit
     -0.5
     """
     frames = []
-    for key in _checked(arrays, model):
+    squares = _checked(arrays, model)
+    for key in arrays:
         rows = index[index["kernel_size"] == key].sort_values("row").reset_index(drop=True)
-        types = (
-            fits[fits["kernel_size"] == key].drop_duplicates("filter").set_index("filter")["type"]
-            .reindex(range(len(rows)))
-        )
-        table = spread_table(arrays[key].astype(np.float64), types.tolist(), filter_labels=range(len(rows)))
+        if key in squares:
+            typed = fits[fits["kernel_size"] == key].drop_duplicates("filter").set_index("filter")["type"]
+            types = typed.reindex(range(len(rows))).tolist()
+        elif np.isfinite(arrays[key]).all():
+            types = [None] * len(rows)
+        else:
+            raise ValueError(f"model {model}: kernels {key} contain NaN/inf")
+        table = spread_table(arrays[key].astype(np.float64), types, filter_labels=range(len(rows)))
         frames.append(pd.concat([rows[INDEX_KEYS], table], axis=1))
     table = pd.concat(frames, ignore_index=True)
     table.insert(0, "model", model)

@@ -18,6 +18,11 @@ for ``dy, dy+, dy-, dyy``, NaN for the other types); near ``-1/2`` (``dx+``, ``d
 (``dx-``, ``dy-``) supports the half-grid hypothesis (see :mod:`masterkey.scalespace.templates` for the
 sign of each offset).
 
+Band kernels (``kh x kw``, e.g. ``1 x 9``) get the same unweighted measures on their own grid
+(:func:`masterkey.kernels.conventions.grid_coordinates`): a ``1 x k`` band has ``m_y = 0``,
+``V_yy = V_xy = 0`` and ``V_xx`` its 1-D variance, so its correlation is undefined (NaN).  They have
+no scale-space type, hence NaN weighted measures and offsets (docs/methods.md section 2).
+
 All functions are batched over ``N`` kernels; a weight with zero or non-finite total gives NaN.
 """
 
@@ -26,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..kernels.conventions import kernel_coordinates
+from ..kernels.conventions import grid_coordinates
 from .templates import DERIVATIVE_ORDER, TYPE_NAMES, check_type, idealized_templates
 
 __all__ = [
@@ -117,8 +122,9 @@ def spread_moments(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Parameters
     ----------
-    weights : array ``(..., k, k)``
-        Non-negative weights, e.g. ``|h|`` or ``|h| |g|``.
+    weights : array ``(..., kh, kw)``
+        Non-negative weights, e.g. ``|h|`` or ``|h| |g|``; square (``k x k``) or a band
+        (:func:`masterkey.kernels.conventions.grid_coordinates`), odd sizes.
 
     Returns
     -------
@@ -138,10 +144,14 @@ def spread_moments(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> corner = np.zeros((5, 5)); corner[0, 0] = 1.0
     >>> spread_moments(corner)[0].tolist()
     [-2.0, 2.0]
+
+    A vertical band spreads along y only:
+
+    >>> (spread_moments(np.ones((5, 1)))[1] + 0.0).tolist()
+    [[0.0, 0.0], [0.0, 2.0]]
     """
     weights = np.asarray(weights, dtype=np.float64)
-    k = weights.shape[-1]
-    x, y = kernel_coordinates(k)
+    x, y = grid_coordinates(*weights.shape[-2:])
     total = weights.sum(axis=(-2, -1))
     with np.errstate(invalid="ignore", divide="ignore"):
         inv = np.where((total > 0) & np.isfinite(total), 1.0 / total, np.nan)
@@ -189,10 +199,11 @@ def spread_table(kernels: np.ndarray, types, filter_labels=None) -> pd.DataFrame
 
     Parameters
     ----------
-    kernels : array ``(N, k, k)``
-        Filters ``h[row, col]``.
+    kernels : array ``(N, kh, kw)``
+        Filters ``h[row, col]``, square or band kernels (odd sizes).
     types : sequence of ``N`` str or None
-        Model names; ``None`` entries give NaN weighted measures and offsets.
+        Model names; ``None`` entries give NaN weighted measures and offsets.  Band kernels have
+        no scale-space type: their types must all be ``None``.
     filter_labels : sequence of ``N`` labels, optional
         The ``filter`` column (default ``1..N``).
 
@@ -205,7 +216,8 @@ def spread_table(kernels: np.ndarray, types, filter_labels=None) -> pd.DataFrame
     Raises
     ------
     ValueError
-        If the number of types differs from the number of kernels, or a type is unknown.
+        If the number of types differs from the number of kernels, a type is unknown, or band
+        kernels are given a type.
 
     The non-centred templates sit exactly half a grid step off the centre:
 
@@ -216,17 +228,21 @@ def spread_table(kernels: np.ndarray, types, filter_labels=None) -> pd.DataFrame
     [[-0.5, -0.5], [0.5, 0.5]]
     """
     kernels = np.asarray(kernels, dtype=np.float64)
-    n, k = len(kernels), kernels.shape[-1]
+    n, (kh, kw) = len(kernels), kernels.shape[-2:]
     types = list(types)
     if len(types) != n:
         raise ValueError(f"got {len(types)} types for {n} kernels")
     magnitude = np.abs(kernels)
     mean, variance = spread_moments(magnitude)
     type_array = np.array(types, dtype=object)
+    typed = sorted({str(t) for t in types if t is not None and not pd.isna(t)})
+    if kh != kw and typed:
+        raise ValueError(f"band kernels {kh}x{kw} have no scale-space type, got {typed}")
     g = np.full_like(kernels, np.nan)
-    for type_name in TYPE_NAMES:
-        g[type_array == type_name] = np.abs(reference_template(type_name, k))
-    unknown = set(type_array[pd.isna(g[:, 0, 0])]) - {None}
+    for type_name in TYPE_NAMES if kh == kw else ():
+        g[type_array == type_name] = np.abs(reference_template(type_name, kh))
+    # None / NaN: no type (band kernels; degenerate kernels, e.g. the all-zero ones of dead channels)
+    unknown = {str(t) for t in type_array[pd.isna(g[:, 0, 0])] if t is not None and not pd.isna(t)}
     if unknown:
         raise ValueError(f"unknown scale-space types {sorted(map(str, unknown))}; choose from {TYPE_NAMES}")
     mean_g, variance_g = spread_moments(magnitude * g)
