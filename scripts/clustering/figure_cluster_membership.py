@@ -1,4 +1,4 @@
-"""Rule figure_cluster_membership: per-layer cluster proportions of one model."""
+"""Rule figure_cluster_membership: per-layer cluster proportions of one model, per kernel size."""
 
 import pandas as pd
 

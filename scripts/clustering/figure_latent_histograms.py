@@ -1,4 +1,5 @@
-"""Rule figure_latent_histograms: histogram of the latent code per model with the cluster boundaries."""
+"""Rule figure_latent_histograms: histogram of the latent code per kernel size and model with the
+cluster boundaries."""
 
 import pandas as pd
 

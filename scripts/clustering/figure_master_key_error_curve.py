@@ -1,4 +1,5 @@
-"""Rule figure_master_key_error_curve: mean approximation error against the number of kept candidates."""
+"""Rule figure_master_key_error_curve: mean approximation error against the number of kept candidates,
+one panel per kernel size."""
 
 import pandas as pd
 

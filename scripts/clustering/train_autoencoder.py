@@ -1,6 +1,9 @@
-"""Rule train_autoencoder: pooled normalised kernels of all models -> autoencoder.pt, latents, history."""
+"""Rule train_autoencoder: pooled normalised kernels of every size -> one autoencoder per size
+(autoencoder.pt), latents, history, pool counts."""
 
-from masterkey.clustering.autoencoder import encode, save_autoencoder, train_autoencoder
+import pandas as pd
+
+from masterkey.clustering.autoencoder import encode, save_autoencoders, train_autoencoders
 from masterkey.clustering.pool import latents_table, pool_models
 from masterkey.clustering.settings import ClusteringSettings
 from masterkey.core.io import write_parquet
@@ -10,20 +13,18 @@ from masterkey.core.tables import write_table
 
 def main(smk):
     settings, seed = ClusteringSettings.from_section(smk.params.settings), smk.params.seed
-    pool = pool_models(smk.params.models, smk.input.kernels, smk.input.indices, settings, seed)
-    print(pool.counts.to_string(index=False))
-    model, history = train_autoencoder(pool.kernels[pool.fit_mask], settings, seed)
+    pools = pool_models(smk.params.models, smk.input.kernels, smk.input.indices, settings, seed)
+    counts = pd.concat([pool.counts for pool in pools.values()], ignore_index=True)
+    print(counts.to_string(index=False))
+    models, history = train_autoencoders(pools, settings, seed)
     seconds = history.pop("seconds")  # wall time stays in the log, so reruns give identical files
-    save_autoencoder(model, smk.output.model, history, extra={"settings": settings.as_dict(), "seed": seed})
-    write_parquet(latents_table(pool, encode(model, pool.kernels)), smk.output.latents)
+    extra = {"settings": settings.as_dict(), "seed": seed}
+    save_autoencoders(models, smk.output.model, history, extra=extra)
+    latents = [latents_table(pool, encode(models[key], pool.kernels)) for key, pool in pools.items()]
+    write_parquet(pd.concat(latents, ignore_index=True), smk.output.latents)
     write_table(history, smk.output.history)
-    write_table(pool.counts, smk.output.pool)
-    chosen = history[history["selected"]]
-    print(
-        f"kept restart {chosen['restart'].iloc[0]} of {history['restart'].nunique()}: loss "
-        f"{chosen['final_loss'].iloc[0]:.4f} after {len(chosen)} epochs "
-        f"({seconds.sum():.1f} s in all); {len(pool):,} kernels encoded"
-    )
+    write_table(counts, smk.output.pool)
+    print(f"{seconds.sum():.1f} s of training in all; {len(pools)} kernel size(s) encoded")
 
 
 run_rule(main, snakemake)

@@ -11,8 +11,8 @@ from sklearn.metrics import adjusted_rand_score
 from masterkey.clustering.autoencoder import (
     decode,
     encode,
-    load_autoencoder,
-    save_autoencoder,
+    load_autoencoders,
+    save_autoencoders,
     train_autoencoder,
 )
 from masterkey.clustering.clusters import (
@@ -203,11 +203,16 @@ def test_autoencoder_round_trip(tmp_path):
     settings = ClusteringSettings(epochs=1, min_steps=0, batch_size=50, restarts=1)
     model, history = train_autoencoder(pool.kernels[:100], settings, seed=0, progress=False)
     path = tmp_path / "ae.pt"
-    save_autoencoder(model, path, history, extra={"seed": 0})
-    save_autoencoder(model, tmp_path / "again.pt", history, extra={"seed": 0})
+    small, _ = train_autoencoder(pool.kernels[:100, 2:5, 2:5], settings, seed=1, progress=False)
+    save_autoencoders({"3x3": small, "7x7": model}, path, history, extra={"seed": 0})
+    save_autoencoders({"3x3": small, "7x7": model}, tmp_path / "again.pt", history, extra={"seed": 0})
     assert path.read_bytes() == (tmp_path / "again.pt").read_bytes()
-    loaded, payload = load_autoencoder(path)
+    models, payload = load_autoencoders(path, keys=["7x7", "3x3"])
+    loaded = models["7x7"]
     assert payload["extra"] == {"seed": 0} and payload["history"]["epoch"] == [1]
+    assert list(models) == ["3x3", "7x7"] and models["3x3"].kernel_size == 3
+    with pytest.raises(StaleFileError, match="holds autoencoders for 3x3, 7x7, not for 5x5"):
+        load_autoencoders(path, keys=["5x5"])
     assert np.array_equal(encode(model, pool.kernels), encode(loaded, pool.kernels))
     z = encode(loaded, pool.kernels)
     assert z.shape == (len(pool), 1) and (z >= 0).all() and (z <= 1).all()
@@ -216,10 +221,10 @@ def test_autoencoder_round_trip(tmp_path):
     assert np.allclose(flat.mean(axis=1), 0, atol=1e-6) and np.allclose((flat**2).sum(axis=1), 1, atol=1e-5)
     (tmp_path / "bad.pt").write_text("not a model")
     with pytest.raises(StaleFileError, match="unreadable") as err:
-        load_autoencoder(tmp_path / "bad.pt")
+        load_autoencoders(tmp_path / "bad.pt")
     assert err.value.path == tmp_path / "bad.pt"
     with pytest.raises(StaleFileError, match="does not exist") as err:
-        load_autoencoder(tmp_path / "missing.pt")
+        load_autoencoders(tmp_path / "missing.pt")
     assert err.value.path == tmp_path / "missing.pt"
 
 
@@ -244,8 +249,8 @@ def test_pooling_drops_and_counts_near_zero_kernels(tmp_path):
     index = index.assign(l2_norm=1.0, mean=0.0)  # the columns of a kernel index
     npz, parquet = tmp_path / "m1.npz", tmp_path / "m1.parquet"
     save_kernels({"7x7": arrays, "3x3": np.ones((2, 3, 3), np.float32)}, index, npz, parquet)
-    settings = ClusteringSettings(kernel_size=7, max_kernels_per_model=None)
-    pool = pool_models(["m1"], [npz], [parquet], settings, seed=0)
+    settings = ClusteringSettings(kernel_sizes=(7,), max_kernels_per_model=None)
+    pool = pool_models(["m1"], [npz], [parquet], settings, seed=0)["7x7"]
     counts = pool.counts.iloc[0]
     assert counts["kernels"] == 240 and counts["near_zero"] == 6 and counts["pooled"] == 234
     assert len(pool) == 234 and pool.index["channel"].iloc[0] == 6
@@ -255,14 +260,16 @@ def test_pooling_drops_and_counts_near_zero_kernels(tmp_path):
     )
     # capped: the settings' max_kernels_per_model limits the fitting sample only
     capped = pool_models(["m1"], [npz], [parquet], ClusteringSettings(max_kernels_per_model=100), seed=0)
+    assert list(capped) == ["7x7"]  # the 3x3 array is not in the index: not a size of the model
+    capped = capped["7x7"]
     assert len(capped) == 234 and capped.fit_mask.sum() == 100
     uncapped = pool_models(
         ["m1"], [npz], [parquet], ClusteringSettings(max_kernels_per_model=100), seed=0, capped=False
     )
-    assert uncapped.fit_mask.all()
-    with pytest.raises(ConfigError, match="no 5x5 kernels") as err:
-        pool_models(["m1"], [npz], [parquet], ClusteringSettings(kernel_size=5), seed=0)
-    assert err.value.key == "clustering.kernel_size"
+    assert uncapped["7x7"].fit_mask.all()
+    with pytest.raises(ConfigError, match="no model has 5x5 kernels; the models have 7x7") as err:
+        pool_models(["m1"], [npz], [parquet], ClusteringSettings(kernel_sizes=(5,)), seed=0)
+    assert err.value.key == "clustering.kernel_sizes"
     with pytest.raises(StaleFileError) as err:
         pool_models(["m1"], [tmp_path / "missing.npz"], [parquet], settings, seed=0)
     assert err.value.path == tmp_path / "missing.npz"
@@ -292,7 +299,7 @@ def test_bad_inputs_give_user_errors(tmp_path):
         normalise_kernels(np.zeros((2, 7, 5)))
     with pytest.raises(ConfigError, match="no 7x7 kernels") as err:
         pool_arrays({"m": (None, pd.DataFrame({"kernel_size": ["3x3"], "row": [0]}))})
-    assert err.value.key == "clustering.kernel_size"
+    assert err.value.key == "clustering.kernel_sizes"
     per_model, _ = planted_mixture()
     pool = pool_arrays(per_model)
     with pytest.raises(ValueError, match="threshold"):
@@ -303,12 +310,12 @@ def test_bad_inputs_give_user_errors(tmp_path):
     assert np.array_equal(latents_for_pool(pool, good), latents)
     stale = tmp_path / "stale.parquet"
     latents_table(pool, latents).iloc[:-1].to_parquet(stale, index=False)
-    with pytest.raises(StaleFileError, match="does not match the pooled kernels") as err:
+    with pytest.raises(StaleFileError, match="does not match the pooled 7x7 kernels") as err:
         latents_for_pool(pool, stale)
     assert err.value.path == stale
     reordered = tmp_path / "reordered.parquet"
     latents_table(pool, latents).iloc[::-1].to_parquet(reordered, index=False)
-    with pytest.raises(StaleFileError, match="does not match the pooled kernels"):
+    with pytest.raises(StaleFileError, match="does not match the pooled 7x7 kernels"):
         latents_for_pool(pool, reordered)
     with pytest.raises(StaleFileError) as err:
         latents_for_pool(pool, tmp_path / "missing.parquet")

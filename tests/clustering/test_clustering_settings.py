@@ -24,7 +24,10 @@ def config_with(**clustering) -> dict:
         ({"threshold": 1.5}, "clustering.threshold"),
         ({"threshold": -0.1}, "clustering.threshold"),
         ({"k": 1}, "clustering.k"),
-        ({"kernel_size": 2}, "clustering.kernel_size"),
+        ({"kernel_sizes": [2]}, "clustering.kernel_sizes[0]"),
+        ({"kernel_sizes": [7, 7]}, "clustering.kernel_sizes"),
+        ({"kernel_sizes": []}, "clustering.kernel_sizes"),
+        ({"kernel_sizes": 7}, "clustering.kernel_sizes"),
         ({"max_kernels_per_model": 0}, "clustering.max_kernels_per_model"),
         ({"latent_dim": 0}, "clustering.latent_dim"),
         ({"hidden_widths": 5}, "clustering.hidden_widths"),
@@ -71,7 +74,9 @@ def test_settings_from_a_validated_config():
     settings = ClusteringSettings.from_config(config)
     assert settings.threshold == 0.7 and settings.num_master_keys == 6
     assert settings.hidden_widths == (32, 16)  # lists from the config become tuples
-    assert settings.kernel_key == "7x7"
+    assert settings.kernel_sizes is None  # every size the models have
+    sizes = ClusteringSettings.from_config(validate_config(config_with(kernel_sizes=[3, 5])))
+    assert sizes.kernel_sizes == (3, 5)
     assert ClusteringSettings.from_section(None) == ClusteringSettings()
 
 

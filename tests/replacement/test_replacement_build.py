@@ -281,10 +281,10 @@ def test_load_variant_inputs_reads_what_the_variant_needs(tmp_path, tiny_kernels
     np.testing.assert_array_equal(learned.arrays["7x7"], arrays["7x7"])
     published = load_variant_inputs("masterkey-published", {**paths, "published": published_filters_path})
     assert published.master_keys.shape == (8, 7, 7)
-    np.save(tmp_path / "keys_5.npy", np.ones((4, 7, 7), np.float32))
-    with pytest.raises(StaleFileError, match="holds 4 master keys") as err:
-        load_variant_inputs("masterkey-5", {**paths, "master_keys": tmp_path / "keys_5.npy"})
-    assert err.value.path == tmp_path / "keys_5.npy"
+    np.savez(tmp_path / "keys_5.npz", **{"3x3": np.ones((5, 3, 3)), "7x7": np.ones((4, 7, 7), np.float32)})
+    with pytest.raises(StaleFileError, match="holds 4 7x7 master keys, expected 5") as err:
+        load_variant_inputs("masterkey-5", {**paths, "master_keys": tmp_path / "keys_5.npz"})
+    assert err.value.path == tmp_path / "keys_5.npz"
     with pytest.raises(StaleFileError) as err:
         load_variant_inputs("idealized-D1", {**paths, "fits": tmp_path / "missing.parquet"})
     assert err.value.path == tmp_path / "missing.parquet"

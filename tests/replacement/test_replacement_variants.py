@@ -29,7 +29,7 @@ INVALID = ["idealized-E", "idealized-", "idealized-c1", "stage-idealized-A", "st
            "Learned", "learned ", " random", ""]  # fmt: skip
 PATTERNS = {
     "fits": "results/fits/{model}.parquet",
-    "master_keys": "results/clustering/master_keys_{num_keys}.npy",
+    "master_keys": "results/clustering/master_keys_{num_keys}.npz",
     "published": "resources/8Filters.txt",
 }
 
@@ -113,7 +113,7 @@ def test_variant_input_paths_formats_the_paths():
         "fits": "results/fits/m.parquet"
     }
     assert variant_input_paths("masterkey-8", PATTERNS, model="demo") == {
-        "master_keys": "results/clustering/master_keys_8.npy"
+        "master_keys": "results/clustering/master_keys_8.npz"
     }
     assert variant_input_paths("masterkey-published", PATTERNS, model="demo") == {
         "published": "resources/8Filters.txt"

@@ -1,10 +1,12 @@
-"""Clustering depthwise kernels ([A]) and selecting master key filters ([Q]).
+"""Clustering depthwise kernels ([A]) and selecting master key filters ([Q]), per kernel size.
 
 * :mod:`.settings` - the ``clustering`` config section;
-* :mod:`.pool` - pooling and normalising the kernels of all models;
-* :mod:`.autoencoder` - the kernel autoencoder with a sigmoid latent code;
+* :mod:`.pool` - the kernel sizes to cluster, pooling and normalising the kernels of all models
+  (one pool per size);
+* :mod:`.autoencoder` - the kernel autoencoder with a sigmoid latent code (one per size);
 * :mod:`.clusters` - k-means, prototypes, type labels, classified shares;
-* :mod:`.master_keys` - decoded candidates and the greedy selection of K master keys.
+* :mod:`.master_keys` - decoded candidates and the greedy selection of K master keys per size;
+* :mod:`.accuracy` - classified share beside published top-1 across model families.
 
 References
 ----------
@@ -19,14 +21,16 @@ from .autoencoder import (
     KernelAutoencoder,
     decode,
     encode,
-    load_autoencoder,
-    save_autoencoder,
+    load_autoencoders,
+    save_autoencoders,
     train_autoencoder,
+    train_autoencoders,
 )
 from .clusters import (
     ClusteringResult,
     classification_table,
     cluster_pool,
+    cluster_pools,
     prototype_types,
     save_clustering,
 )
@@ -34,7 +38,11 @@ from .master_keys import (
     MasterKeys,
     compare_with_published,
     decode_candidates,
+    load_master_keys,
+    published_comparison,
+    save_master_keys,
     select_master_keys,
+    select_master_keys_per_size,
 )
 from .pool import (
     KernelPool,
@@ -42,29 +50,39 @@ from .pool import (
     latents_table,
     pool_arrays,
     pool_models,
+    resolve_kernel_sizes,
+    size_seed,
 )
 from .settings import ClusteringSettings
 
 __all__ = [
     "ClusteringSettings",
     "KernelPool",
+    "resolve_kernel_sizes",
+    "size_seed",
     "pool_arrays",
     "pool_models",
     "latents_for_pool",
     "KernelAutoencoder",
     "train_autoencoder",
+    "train_autoencoders",
     "encode",
     "decode",
-    "save_autoencoder",
-    "load_autoencoder",
+    "save_autoencoders",
+    "load_autoencoders",
     "ClusteringResult",
     "cluster_pool",
+    "cluster_pools",
     "classification_table",
     "prototype_types",
     "MasterKeys",
     "decode_candidates",
     "select_master_keys",
+    "select_master_keys_per_size",
     "compare_with_published",
+    "published_comparison",
+    "save_master_keys",
+    "load_master_keys",
     "latents_table",
     "save_clustering",
 ]

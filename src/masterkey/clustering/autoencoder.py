@@ -1,5 +1,9 @@
 """Autoencoder for normalised depthwise kernels ([A], [Q]; docs/methods.md section 4).
 
+One autoencoder per kernel size (:func:`train_autoencoders`; the pools of
+:func:`masterkey.clustering.pool.pool_models`), saved together in one file
+(:func:`save_autoencoders`, :func:`load_autoencoders`).
+
 Architecture (:class:`KernelAutoencoder`): a multilayer perceptron on the flattened ``k x k``
 kernel.  Encoder ``k^2 -> w_1 -> ... -> w_n -> latent_dim`` with GELU between layers and a
 sigmoid on the code, so every latent coordinate lies in ``[0, 1]`` (default ``latent_dim = 1``,
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,19 +49,21 @@ from ..core.io import atomic_paths
 from ..training.evaluate import MeanLoss, evaluate, tensor_batches
 from ..training.loop import training_steps
 from ..training.runtime import deterministic, resolve_device, threads
+from .pool import KernelPool, size_seed
 from .settings import ClusteringSettings
 
 __all__ = [
     "KernelAutoencoder",
     "cosine_loss",
     "train_autoencoder",
+    "train_autoencoders",
     "encode",
     "decode",
-    "save_autoencoder",
-    "load_autoencoder",
+    "save_autoencoders",
+    "load_autoencoders",
 ]
 
-FORMAT = "masterkey-autoencoder-1"
+FORMAT = "masterkey-autoencoder-2"
 
 
 class KernelAutoencoder(nn.Module):
@@ -169,8 +175,10 @@ def train_autoencoder(
             if best is None or final < best[1]:
                 best = (model, final, restart)
             if settings.restarts > 1 and progress:
-                print(f"autoencoder restart {restart + 1}/{settings.restarts} (seed {run_seed}): "
-                      f"loss {final:.4f}")
+                print(
+                    f"autoencoder restart {restart + 1}/{settings.restarts} (seed {run_seed}): "
+                    f"loss {final:.4f}"
+                )
     history = pd.concat(histories, ignore_index=True)
     history["selected"] = history["restart"] == best[2]
     return best[0].cpu().eval(), history
@@ -248,14 +256,58 @@ def decode(model: KernelAutoencoder, latents: np.ndarray, batch_size: int = 6553
     return out.reshape(len(latents), model.kernel_size, model.kernel_size)
 
 
-def save_autoencoder(
-    model: KernelAutoencoder, path: str | Path, history: pd.DataFrame | None = None, extra: dict | None = None
+def train_autoencoders(
+    pools: Mapping[str, KernelPool],
+    settings: ClusteringSettings,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, KernelAutoencoder], pd.DataFrame]:
+    """One :func:`train_autoencoder` per pool (kernel size), on its fitting sample, seeded with
+    :func:`~masterkey.clustering.pool.size_seed` ``(seed, k)`` (docs/methods.md section 4.3).
+
+    Returns ``({key: model}, history)``: the models keyed like ``pools`` (``"7x7"``), and the
+    histories stacked with a first column ``kernel_size``.
+    """
+    models, histories = {}, []
+    for key, pool in pools.items():
+        if progress:
+            print(
+                f"autoencoder for the {len(pool):,} pooled {key} kernels ({int(pool.fit_mask.sum()):,} fit)"
+            )
+        model, history = train_autoencoder(
+            pool.kernels[pool.fit_mask], settings, size_seed(seed, pool.kernel_size), device, progress
+        )
+        models[key] = model
+        histories.append(history.assign(kernel_size=key)[["kernel_size", *history.columns]])
+        if progress:
+            kept = history[history["selected"]]
+            print(
+                f"{key}: kept restart {kept['restart'].iloc[0]} of {settings.restarts}, loss "
+                f"{kept['final_loss'].iloc[0]:.4f} after {len(kept)} epochs "
+                f"({history['seconds'].sum():.1f} s)"
+            )
+    return models, pd.concat(histories, ignore_index=True)
+
+
+def save_autoencoders(
+    models: Mapping[str, KernelAutoencoder],
+    path: str | Path,
+    history: pd.DataFrame | None = None,
+    extra: dict | None = None,
 ) -> None:
-    """Save the weights, architecture, training history and ``extra`` metadata (atomically)."""
+    """Save the autoencoders of every kernel size (``{"7x7": model, ...}``): weights, architecture,
+    the training history and ``extra`` metadata, in one file (atomically; same bytes for the same
+    models)."""
     payload = {
         "format": FORMAT,
-        "config": model.config(),
-        "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+        "models": {
+            key: {
+                "config": model.config(),
+                "state_dict": {name: value.detach().cpu() for name, value in model.state_dict().items()},
+            }
+            for key, model in models.items()
+        },
         "history": {} if history is None else {c: history[c].tolist() for c in history.columns},
         "extra": dict(extra or {}),
     }
@@ -265,8 +317,15 @@ def save_autoencoder(
         temp.write_bytes(buffer.getvalue())
 
 
-def load_autoencoder(path: str | Path) -> tuple[KernelAutoencoder, dict]:
-    """Load a model saved by :func:`save_autoencoder`: ``(model, payload)``, model in eval mode on the CPU."""
+def load_autoencoders(
+    path: str | Path, keys: Iterable[str] | None = None
+) -> tuple[dict[str, KernelAutoencoder], dict]:
+    """Load the autoencoders saved by :func:`save_autoencoders`: ``({key: model}, payload)``, models in
+    eval mode on the CPU.
+
+    Raises :class:`StaleFileError` for a missing, unreadable or foreign file, or one without an
+    autoencoder for one of ``keys`` (the kernel sizes the caller pools).
+    """
     path = Path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -275,7 +334,16 @@ def load_autoencoder(path: str | Path) -> tuple[KernelAutoencoder, dict]:
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a broken file
         raise StaleFileError(path, f"is unreadable ({err})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise StaleFileError(path, "is not a masterkey autoencoder file")
-    model = KernelAutoencoder(**payload["config"])
-    model.load_state_dict(payload["state_dict"])
-    return model.eval(), payload
+        raise StaleFileError(path, "is not a masterkey autoencoder file (of this version)")
+    stored = payload["models"]
+    missing = [key for key in (keys or []) if key not in stored]
+    if missing:
+        raise StaleFileError(
+            path, f"holds autoencoders for {', '.join(stored) or 'no size'}, not for {', '.join(missing)}"
+        )
+    models = {}
+    for key, entry in stored.items():
+        model = KernelAutoencoder(**entry["config"])
+        model.load_state_dict(entry["state_dict"])
+        models[key] = model.eval()
+    return models, payload

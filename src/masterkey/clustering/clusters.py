@@ -16,7 +16,13 @@
 3. **Labels** (:func:`prototype_types`): the idealized type (docs/methods.md section 3) whose
    best fitted template has the largest ``|cosine|`` with the prototype, from
    :func:`masterkey.scalespace.fitting.select_types`.
-4. **Classified shares** (:func:`classification_table`) per model, per stage and per layer.
+4. **Classified shares** (:func:`classification_table`) per model, per stage and per layer, each
+   per kernel size.
+
+Every kernel size is clustered on its own (:func:`cluster_pools`, one pool per size from
+:func:`masterkey.clustering.pool.pool_models`, seeds from
+:func:`~masterkey.clustering.pool.size_seed`): cluster ids run from 0 to ``k - 1`` within a size,
+and the pair ``(kernel_size, cluster)`` names a cluster in the tables.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from ..core.io import atomic_paths
 from ..core.tables import write_table
 from ..kernels.similarity import centre_norm
 from ..scalespace.fitting import select_types
-from .pool import KernelPool
+from .pool import KernelPool, size_seed
 from .settings import ClusteringSettings
 
 __all__ = [
@@ -42,6 +48,7 @@ __all__ = [
     "prototype_types",
     "ClusteringResult",
     "cluster_pool",
+    "cluster_pools",
     "save_clustering",
     "CLASSIFICATION_COLUMNS",
     "classification_table",
@@ -236,9 +243,9 @@ class ClusteringResult:
     ``assignments``: the pool index plus ``latent_*``, ``cluster``, ``cosine``, ``classified``,
     ``raw_cluster``, ``raw_cosine``, ``raw_classified``; ``prototypes``/``decoded``/``raw_prototypes``:
     float32 ``(k, kh, kw)``; ``centroids``: ``(k, latent_dim)``; ``clusters``: one row per
-    latent cluster (``cluster, size, share, classified_share, centroid_0.., type, type_cosine,
-    decoded_cosine``: cosine between member mean and decoded centroid) and ``raw_clusters`` likewise
-    for the baseline (no centroid/decoded columns).
+    latent cluster (``kernel_size, cluster, size, share, classified_share, centroid_0.., type,
+    type_cosine, decoded_cosine``: cosine between member mean and decoded centroid) and
+    ``raw_clusters`` likewise for the baseline (no centroid/decoded columns).
     """
 
     assignments: pd.DataFrame
@@ -315,7 +322,8 @@ def cluster_pool(
     >>> proto = centre_norm(np.stack([idealized_templates("dx", 5, 1.0), idealized_templates("T", 5, 1.0)]))
     >>> kernels = centre_norm(proto.repeat(6, 0) + 0.05 * rng.normal(size=(12, 5, 5))).astype(np.float32)
     >>> index = pd.DataFrame({"model": "m", "layer": "l", "stage": 0, "block": 0,
-    ...                       "channel": np.arange(12), "row": np.arange(12), "fit": True})[POOL_COLUMNS]
+    ...                       "channel": np.arange(12), "kernel_size": "5x5", "row": np.arange(12),
+    ...                       "fit": True})[POOL_COLUMNS]
     >>> latents = np.r_[np.full(6, 0.2), np.full(6, 0.8)][:, None]
     >>> result = cluster_pool(KernelPool(kernels, index, pd.DataFrame()), latents,
     ...                       ClusteringSettings(k=2), progress=None)
@@ -368,25 +376,55 @@ def cluster_pool(
             "ij,ij->i", prototypes.reshape(k, -1), decoded.reshape(k, -1)
         ).astype(np.float64)
     raw_clusters = _cluster_table(raw_labels, raw_cosine, threshold, raw_prototypes, k)
+    for table in (clusters, raw_clusters):
+        table.insert(0, "kernel_size", pool.key)
     return ClusteringResult(
         assignments, prototypes, decoded, raw_prototypes, centroids, clusters, raw_clusters
     )
 
 
-def save_clustering(result: ClusteringResult, paths: Mapping[str, str]) -> None:
-    """Write a :class:`ClusteringResult` to ``paths["assignments"]`` (parquet),
-    ``paths["prototypes"]``, ``paths["decoded"]``, ``paths["raw_prototypes"]`` (float32 ``.npy``),
-    ``paths["clusters"]`` and ``paths["raw_clusters"]`` (CSV); the arrays and the assignments
-    appear together or not at all."""
-    arrays = (result.prototypes, result.decoded, result.raw_prototypes)
-    names = ("assignments", "prototypes", "decoded", "raw_prototypes")
-    with atomic_paths(*(paths[name] for name in names)) as temps:
-        result.assignments.to_parquet(temps[0], index=False)
-        for temp, array in zip(temps[1:], arrays, strict=True):
+def cluster_pools(
+    pools: Mapping[str, KernelPool],
+    latents: Mapping[str, np.ndarray],
+    settings: ClusteringSettings,
+    seed: int = 0,
+    decoders: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> dict[str, ClusteringResult]:
+    """:func:`cluster_pool` for every kernel size: ``{key: result}`` keyed like ``pools``.
+
+    ``latents[key]`` are the codes of ``pools[key]``, ``decoders[key]`` its autoencoder's decoder;
+    each size is seeded with :func:`~masterkey.clustering.pool.size_seed` ``(seed, k)``
+    (docs/methods.md section 4.4).
+    """
+    say = progress or (lambda message: None)
+    results = {}
+    for key, pool in pools.items():
+        say(f"{key}: {len(pool):,} kernels")
+        decode = None if decoders is None else decoders[key]
+        results[key] = cluster_pool(pool, latents[key], settings, size_seed(seed, pool.kernel_size), decode,
+                                    progress)  # fmt: skip
+    return results
+
+
+def save_clustering(results: Mapping[str, ClusteringResult], paths: Mapping[str, str]) -> None:
+    """Write the :class:`ClusteringResult` of every kernel size (``{"7x7": result, ...}``).
+
+    ``paths["assignments"]`` (parquet) gets the assignments of every size stacked (column
+    ``kernel_size``); ``paths["prototypes"]``, ``paths["decoded"]`` and ``paths["raw_prototypes"]``
+    are ``.npz`` files with one float32 ``(k, kh, kw)`` array per size, keyed ``"7x7"``;
+    ``paths["clusters"]`` and ``paths["raw_clusters"]`` (CSV) the cluster tables stacked.  The
+    arrays and the assignments appear together or not at all."""
+    fields = ("prototypes", "decoded", "raw_prototypes")
+    with atomic_paths(*(paths[name] for name in ("assignments", *fields))) as temps:
+        assignments = pd.concat([r.assignments for r in results.values()], ignore_index=True)
+        assignments.to_parquet(temps[0], index=False)
+        for temp, field in zip(temps[1:], fields, strict=True):
+            arrays = {key: getattr(r, field) for key, r in results.items()}
             with open(temp, "wb") as handle:
-                np.save(handle, array.astype(np.float32))
-    write_table(result.clusters, paths["clusters"])
-    write_table(result.raw_clusters, paths["raw_clusters"])
+                np.savez(handle, **{key: a.astype(np.float32) for key, a in arrays.items() if a is not None})
+    for name in ("clusters", "raw_clusters"):
+        write_table(pd.concat([getattr(r, name) for r in results.values()], ignore_index=True), paths[name])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -395,6 +433,7 @@ def save_clustering(result: ClusteringResult, paths: Mapping[str, str]) -> None:
 CLASSIFICATION_COLUMNS = [
     "level",
     "model",
+    "kernel_size",
     "stage",
     "layer",
     "kernels",
@@ -406,15 +445,19 @@ CLASSIFICATION_COLUMNS = [
 
 
 def classification_table(assignments: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
-    """Classified share per model, per stage and per layer (rows in that order within each model).
+    """Classified share per model, per stage and per layer, each per kernel size.
 
-    The classified share of [A] (docs/methods.md section 4.4).
+    The classified share of [A] (docs/methods.md section 4.4).  Rows: per model (in order of
+    appearance), per kernel size (ascending), one ``model`` row, its ``stage`` rows, its ``layer``
+    rows.  No row pools sizes: each size has its own clusters
+    (:func:`masterkey.clustering.accuracy.share_vs_accuracy` pools them).
 
     Parameters
     ----------
     assignments : pandas.DataFrame
-        ``ClusteringResult.assignments`` (at least ``model``, ``stage``, ``layer``, ``cosine``,
-        ``classified``; ``raw_cosine``, ``raw_classified`` for the baseline).
+        ``ClusteringResult.assignments`` of one or more sizes (at least ``model``,
+        ``kernel_size``, ``stage``, ``layer``, ``cosine``, ``classified``; ``raw_cosine``,
+        ``raw_classified`` for the baseline).
     threshold : float, optional
         Recompute ``classified`` (and ``raw_classified``) from the cosines with this threshold.
 
@@ -432,11 +475,11 @@ def classification_table(assignments: pd.DataFrame, threshold: float | None = No
         If ``threshold`` is outside [0, 1].
 
     >>> import pandas as pd
-    >>> a = pd.DataFrame({"model": "m", "layer": ["l0", "l0", "l1"], "stage": [0, 0, 1],
-    ...                   "cosine": [0.9, 0.3, 0.7], "raw_cosine": [0.6, 0.6, 0.1]})
+    >>> a = pd.DataFrame({"model": "m", "kernel_size": ["5x5", "5x5", "3x3"], "layer": ["l0", "l0", "l1"],
+    ...                   "stage": [0, 0, 1], "cosine": [0.9, 0.3, 0.7], "raw_cosine": [0.6, 0.6, 0.1]})
     >>> table = classification_table(a, threshold=0.5)
-    >>> table[["level", "kernels", "share", "baseline_share"]].round(3).values.tolist()[:3]
-    [['model', 3, 0.667, 0.667], ['stage', 2, 0.5, 1.0], ['stage', 1, 1.0, 0.0]]
+    >>> table[["level", "kernel_size", "kernels", "share"]].values.tolist()[:4]
+    [['model', '3x3', 1, 1.0], ['stage', '3x3', 1, 1.0], ['layer', '3x3', 1, 1.0], ['model', '5x5', 2, 0.5]]
     """
     frame = assignments
     if threshold is not None:
@@ -446,14 +489,14 @@ def classification_table(assignments: pd.DataFrame, threshold: float | None = No
             classified=assignments["cosine"] >= threshold,
             raw_classified=assignments["raw_cosine"] >= threshold,
         )
-    models = list(dict.fromkeys(frame["model"]))
     rows = []
 
-    def summarise(part: pd.DataFrame, level: str, model: str, stage, layer):
+    def summarise(part: pd.DataFrame, level: str, model: str, size: str, stage, layer):
         rows.append(
             {
                 "level": level,
                 "model": model,
+                "kernel_size": size,
                 "stage": stage,
                 "layer": layer,
                 "kernels": len(part),
@@ -466,14 +509,17 @@ def classification_table(assignments: pd.DataFrame, threshold: float | None = No
             }
         )
 
-    for model in models:
-        part = frame[frame["model"] == model]
-        summarise(part, "model", model, pd.NA, "")
-        for stage, stage_part in part.groupby("stage", sort=True):
-            summarise(stage_part, "stage", model, int(stage), "")
-        for layer in dict.fromkeys(part["layer"]):
-            layer_part = part[part["layer"] == layer]
-            summarise(layer_part, "layer", model, int(layer_part["stage"].iloc[0]), layer)
+    for model in dict.fromkeys(frame["model"]):
+        in_model = frame[frame["model"] == model]
+        sizes = sorted(dict.fromkeys(in_model["kernel_size"]), key=lambda key: int(str(key).split("x")[0]))
+        for size in sizes:
+            part = in_model[in_model["kernel_size"] == size]
+            summarise(part, "model", model, size, pd.NA, "")
+            for stage, stage_part in part.groupby("stage", sort=True):
+                summarise(stage_part, "stage", model, size, int(stage), "")
+            for layer in dict.fromkeys(part["layer"]):
+                layer_part = part[part["layer"] == layer]
+                summarise(layer_part, "layer", model, size, int(layer_part["stage"].iloc[0]), layer)
     table = pd.DataFrame(rows, columns=CLASSIFICATION_COLUMNS)
     table["stage"] = table["stage"].astype("Int64")
     return table
@@ -483,5 +529,5 @@ def classification_caption(threshold: float) -> str:
     """Caption of the classification table (:func:`classification_table`)."""
     return (
         f"Share of depthwise kernels classified (cosine to their cluster prototype >= {threshold}) "
-        "per model, stage and layer"
+        "per model, stage and layer, per kernel size (each size clustered on its own)"
     )

@@ -21,17 +21,27 @@ computed once.  For each filter the best and second-best remaining candidates ar
 cost of removing candidate ``c`` is ``sum_{h: best(h) = c} (E[h, second(h)] - E[h, c])`` (one
 ``bincount``).  After a removal only the filters whose best or second-best was ``c`` are updated.
 The Python loop runs over candidates, never over filters.
+
+Kernel sizes: every size has its own pool and autoencoder, so its own candidates and its own K
+keys (:func:`select_master_keys_per_size`; the file ``master_keys_<K>.npz`` holds one ``(K, k, k)``
+array per size, :func:`save_master_keys`).  The published 8 of [Q] are 7x7, so only the keys of
+their size are compared with them (:func:`published_comparison`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..core.errors import StaleFileError
+from ..core.io import atomic_paths
 from ..kernels.similarity import centre_norm
+from ..kernels.store import kernel_key
 
 __all__ = [
     "candidate_latents",
@@ -40,8 +50,15 @@ __all__ = [
     "greedy_selection",
     "SelectionResult",
     "select_master_keys",
+    "select_master_keys_per_size",
+    "describe_keys",
+    "keys_table",
+    "curves_table",
     "compare_with_published",
+    "published_comparison",
     "comparison_caption",
+    "save_master_keys",
+    "load_master_keys",
 ]
 
 
@@ -317,12 +334,78 @@ def select_master_keys(
     )
 
 
+def select_master_keys_per_size(pools: Mapping, autoencoders: Mapping, settings, num_keys: int) -> dict:
+    """:func:`select_master_keys` for every kernel size ([Q]; docs/methods.md section 4.5).
+
+    Parameters
+    ----------
+    pools : mapping of str to KernelPool
+        One pool per size, keyed ``"7x7"`` (:func:`masterkey.clustering.pool.pool_models`).
+    autoencoders : mapping of str to KernelAutoencoder
+        The autoencoder of each size (same keys); its ``settings.num_candidates`` decoded
+        candidates (:func:`decode_candidates`) are the size's candidates.
+    settings : ClusteringSettings
+    num_keys : int
+        ``K`` keys per size.
+
+    Returns
+    -------
+    dict of str to MasterKeys
+        Keyed like ``pools``.  The selection is deterministic, so a size's keys depend only on
+        its pool and its autoencoder.
+    """
+    results = {}
+    for key, pool in pools.items():
+        latents, candidates = decode_candidates(autoencoders[key], settings.num_candidates)
+        results[key] = select_master_keys(pool.kernels, candidates, num_keys, latents)
+    return results
+
+
+def describe_keys(keys: np.ndarray, latents: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per key: ``key`` (1-based), ``latent_0, ...`` (when given), the automatic idealized
+    ``type`` and its ``type_cosine`` (:func:`masterkey.clustering.clusters.prototype_types`).
+
+    >>> from masterkey.scalespace.templates import idealized_templates
+    >>> table = describe_keys(idealized_templates("dx", 3, 1.0)[None], np.array([[0.5]]))
+    >>> table[["key", "latent_0", "type"]].values.tolist()
+    [[1, 0.5, 'dx']]
+    """
+    from .clusters import prototype_types
+
+    types, type_cosine = prototype_types(keys)
+    codes = {} if latents is None else {f"latent_{i}": latents[:, i] for i in range(latents.shape[1])}
+    return pd.DataFrame(
+        {"key": np.arange(1, len(keys) + 1), **codes, "type": types, "type_cosine": type_cosine}
+    )
+
+
+def keys_table(results: Mapping[str, MasterKeys]) -> pd.DataFrame:
+    """The selected keys of every size: ``kernel_size``, ``key`` (1-based), ``candidate`` (index
+    into the size's candidates), then the columns of :func:`describe_keys`."""
+    parts = []
+    for size, result in results.items():
+        table = describe_keys(result.keys, result.latents)
+        table.insert(0, "kernel_size", size)
+        table.insert(2, "candidate", result.indices)
+        parts.append(table)
+    return pd.concat(parts, ignore_index=True)
+
+
+def curves_table(results: Mapping[str, MasterKeys]) -> pd.DataFrame:
+    """The greedy error curves of every size stacked: ``kernel_size, size, mean_error, removed``."""
+    return pd.concat(
+        [r.selection.curve.assign(kernel_size=key)[["kernel_size", *r.selection.curve.columns]]
+         for key, r in results.items()],
+        ignore_index=True,
+    )  # fmt: skip
+
+
 def compare_with_published(
     keys: np.ndarray, published: np.ndarray, latents: np.ndarray | None = None
 ) -> pd.DataFrame:
     """Each key's best ``|cosine|`` with the published filters (centred), the published filter's
-    1-based number, and the key's automatic idealized type
-    (:func:`masterkey.clustering.clusters.prototype_types`); [Q], docs/methods.md section 4.5.
+    1-based number, and the key's automatic idealized type (:func:`describe_keys`); [Q],
+    docs/methods.md section 4.5.
 
     Parameters
     ----------
@@ -339,6 +422,12 @@ def compare_with_published(
         Columns ``key`` (1-based), ``latent_0, ...`` (when given), ``type``, ``type_cosine``,
         ``closest_published`` (1-based), ``abs_cosine``, ``sign`` (of the cosine).
 
+    Raises
+    ------
+    ValueError
+        If keys and published filters differ in size (:func:`published_comparison` compares only
+        the keys of the published size).
+
     >>> import numpy as np
     >>> from masterkey.scalespace.templates import idealized_templates
     >>> published = np.stack([idealized_templates(m, 7, 1.0) for m in ("dx", "T", "dy")])
@@ -346,27 +435,113 @@ def compare_with_published(
     >>> table[["type", "closest_published", "sign"]].values.tolist(), table["abs_cosine"].round(6).tolist()
     ([['dy', 3, -1], ['dx', 1, -1]], [1.0, 1.0])
     """
-    from .clusters import prototype_types
-
+    keys, published = np.asarray(keys), np.asarray(published)
+    if keys.shape[1:] != published.shape[1:]:
+        raise ValueError(
+            f"keys of size {kernel_key(*keys.shape[1:])} cannot be compared with the "
+            f"{kernel_key(*published.shape[1:])} published filters"
+        )
     a = centre_norm(keys).reshape(len(keys), -1)
     b = centre_norm(published).reshape(len(published), -1)
     cosine = a @ b.T
     best = np.abs(cosine).argmax(axis=1)
-    types, type_cosine = prototype_types(keys)
-    codes = {} if latents is None else {f"latent_{i}": latents[:, i] for i in range(latents.shape[1])}
-    return pd.DataFrame(
-        {
-            "key": np.arange(1, len(keys) + 1),
-            **codes,
-            "type": types,
-            "type_cosine": type_cosine,
-            "closest_published": best + 1,
-            "abs_cosine": np.abs(cosine[np.arange(len(keys)), best]),
-            "sign": np.sign(cosine[np.arange(len(keys)), best]).astype(int),
-        }
+    table = describe_keys(keys, latents)
+    table["closest_published"] = best + 1
+    table["abs_cosine"] = np.abs(cosine[np.arange(len(keys)), best])
+    table["sign"] = np.sign(cosine[np.arange(len(keys)), best]).astype(int)
+    return table
+
+
+def published_comparison(
+    results: Mapping[str, MasterKeys], published: np.ndarray
+) -> tuple[pd.DataFrame, str | None]:
+    """The keys of the published filters' size compared with them; a note for the other sizes.
+
+    [Q] publishes 8 filters of size 7x7 only, so only the 7x7 keys have a counterpart
+    (docs/methods.md section 4.5).
+
+    Parameters
+    ----------
+    results : mapping of str to MasterKeys
+        The keys of every size (:func:`select_master_keys_per_size`), keyed ``"kxk"``.
+    published : array ``(P, k, k)``
+        The published filters.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        :func:`compare_with_published` of the keys of the published size with a first column
+        ``kernel_size``; without keys of that size, one row with the single column ``note``.
+    note : str or None
+        One line naming the sizes that are not compared (``"published 8 are 7x7: no comparison
+        for sizes 3x3, 5x5"``), None when every size is compared.
+
+    >>> import numpy as np
+    >>> keys = MasterKeys(np.eye(3)[None], np.zeros((1, 0)), np.zeros(1, int), np.eye(3)[None],
+    ...                   np.zeros((1, 0)), None)
+    >>> table, note = published_comparison({"3x3": keys}, np.zeros((8, 7, 7)))
+    >>> note, table.columns.tolist()
+    ('published 8 are 7x7: no comparison for sizes 3x3', ['note'])
+    """
+    published = np.asarray(published)
+    size = kernel_key(*published.shape[1:])
+    others = [key for key in results if key != size]
+    note = (
+        f"published {len(published)} are {size}: no comparison for sizes {', '.join(others)}"
+        if others
+        else None
     )
+    if size not in results:
+        return pd.DataFrame({"note": [note]}), note
+    result = results[size]
+    table = compare_with_published(result.keys, published, result.latents)
+    table.insert(0, "kernel_size", size)
+    return table, note
 
 
-def comparison_caption(num_keys: int) -> str:
-    """Caption of the table of :func:`compare_with_published` for ``num_keys`` master keys."""
-    return f"The {num_keys} selected master key filters and their closest published filter (|cosine|)"
+def comparison_caption(num_keys: int, comparison: pd.DataFrame, note: str | None = None) -> str:
+    """Caption of the table ``comparison`` of :func:`published_comparison` for ``num_keys`` master
+    keys per size, ending with its ``note`` on the sizes not compared.
+
+    >>> note = "published 8 are 7x7: no comparison for sizes 3x3"
+    >>> comparison_caption(8, pd.DataFrame({"kernel_size": ["7x7"]}), note)[-85:]
+    'closest published filter (|cosine|); published 8 are 7x7: no comparison for sizes 3x3'
+    """
+    if "kernel_size" not in comparison:
+        return f"Master key filters against the published filters: {note}"
+    size = comparison["kernel_size"].iloc[0]
+    caption = (
+        f"The {num_keys} selected {size} master key filters and their closest published filter (|cosine|)"
+    )
+    return caption if note is None else f"{caption}; {note}"
+
+
+def save_master_keys(keys: Mapping[str, np.ndarray], path: str | Path) -> None:
+    """Write the master keys of every size as one ``.npz`` (float32 ``(K, k, k)`` per key ``"kxk"``;
+    atomically)."""
+    with atomic_paths(path) as (temp,):
+        with open(temp, "wb") as handle:
+            np.savez(handle, **{key: np.asarray(array, np.float32) for key, array in keys.items()})
+
+
+def load_master_keys(path: str | Path, num_keys: int | None = None) -> dict[str, np.ndarray]:
+    """The master keys written by :func:`save_master_keys`: ``{"kxk": (K, k, k)}``.
+
+    Raises :class:`StaleFileError` for a missing or unreadable file, an array that is not
+    ``(K, k, k)`` of its key's size, or (given ``num_keys``) another number of keys.
+    """
+    try:
+        with np.load(path) as data:
+            keys = {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise StaleFileError(path, "does not exist") from None
+    except (ValueError, OSError) as err:
+        raise StaleFileError(path, f"is unreadable ({err})") from None
+    for key, array in keys.items():
+        if array.ndim != 3 or kernel_key(*array.shape[1:]) != key:
+            raise StaleFileError(path, f"holds an array of shape {array.shape} under the key {key!r}")
+        if num_keys is not None and len(array) != num_keys:
+            raise StaleFileError(path, f"holds {len(array)} {key} master keys, expected {num_keys}")
+    if not keys:
+        raise StaleFileError(path, "holds no master keys")
+    return keys

@@ -1,7 +1,14 @@
-"""Pooling the depthwise kernels of all models for the clustering ([A]; docs/methods.md section 4).
+"""Pooling the depthwise kernels of all models for the clustering, one pool per kernel size ([A]).
 
-The kernels of the configured size (default ``7x7``) of every model are put into one array, in
-model order, then layer and channel order as in the kernel index.  Each kernel is centre-normed
+(docs/methods.md section 4.2.)  Each odd square size ``k x k`` (``k >= 3``) is pooled on its own:
+the autoencoder works on ``k^2``-dimensional vectors, so kernels of different sizes would have to
+be resampled to share one latent code.  The sizes are ``clustering.kernel_sizes``, or every odd
+square size in the models' kernel indices (:func:`resolve_kernel_sizes`); every random choice of a
+size is seeded from ``(seed, k)`` (:func:`size_seed`), so adding a size changes no other size's
+result.
+
+Within a pool the kernels of every model are put into one array, in model order, then layer and
+channel order as in the kernel index.  Each kernel is centre-normed
 (:func:`masterkey.kernels.similarity.centre_norm`); kernels with ``max |h| <= NEAR_ZERO`` (1e-4)
 and constant kernels are dropped and counted per model.  With ``flip_sign`` (off by default, as in
 [A]) each normalised kernel is negated when needed so that its entry of largest magnitude is
@@ -14,7 +21,7 @@ still encoded, assigned and reported.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +29,18 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import ConfigError, StaleFileError
+from ..kernels.shapes import not_analysed_message
 from ..kernels.similarity import NEAR_ZERO, centre_norm
-from ..kernels.store import kernel_key, load_index, load_kernels
+from ..kernels.store import has_scale_space_model, kernel_key, load_index, load_kernels, parse_kernel_key
 from .settings import ClusteringSettings
 
 __all__ = [
     "POOL_COLUMNS",
     "KernelPool",
+    "square_size",
+    "kernel_sizes_present",
+    "resolve_kernel_sizes",
+    "size_seed",
     "normalise_kernels",
     "pool_arrays",
     "pool_models",
@@ -36,9 +48,76 @@ __all__ = [
     "latents_for_pool",
 ]
 
-POOL_COLUMNS = ["model", "layer", "stage", "block", "channel", "row", "fit"]
-"""Columns of :attr:`KernelPool.index` (``row``: the kernel's row in its model's ``.npz`` array;
-``fit``: the kernel is in the fitting sample)."""
+POOL_COLUMNS = ["model", "layer", "stage", "block", "channel", "kernel_size", "row", "fit"]
+"""Columns of :attr:`KernelPool.index` (``kernel_size``: the store key, e.g. ``"7x7"``; ``row``: the
+kernel's row in its model's array of that size; ``fit``: the kernel is in the fitting sample)."""
+
+
+def square_size(key: str) -> int | None:
+    """``k`` of a kernel store key ``"kxk"`` with ``k`` odd and ``>= 3``; None for any other shape.
+
+    >>> square_size("7x7"), square_size("1x11"), square_size("4x4")
+    (7, None, None)
+    """
+    height, _, width = str(key).partition("x")
+    if not (height.isdigit() and height == width):
+        return None
+    k = int(height)
+    return k if k >= 3 and k % 2 == 1 else None
+
+
+def kernel_sizes_present(indices: Iterable[pd.DataFrame]) -> list[int]:
+    """The odd square sizes ``k >= 3`` in the ``kernel_size`` column of kernel indices, ascending.
+
+    >>> import pandas as pd
+    >>> kernel_sizes_present([pd.DataFrame({"kernel_size": ["7x7", "1x11"]}),
+    ...                       pd.DataFrame({"kernel_size": ["3x3", "7x7"]})])
+    [3, 7]
+    """
+    keys = {key for index in indices for key in pd.unique(index["kernel_size"])}
+    return sorted({k for k in map(square_size, keys) if k is not None})
+
+
+def resolve_kernel_sizes(configured: Sequence[int] | None, present: Sequence[int]) -> list[int]:
+    """The kernel sizes to cluster: ``configured`` (``clustering.kernel_sizes``) or, for None, every
+    size ``present`` in the models; ascending, each once (docs/methods.md section 4.2).
+
+    Raises
+    ------
+    ConfigError
+        (``clustering.kernel_sizes``) if no model has an odd square kernel, or a configured size is
+        not among those present; the message lists the sizes present.
+
+    >>> resolve_kernel_sizes(None, [3, 5]), resolve_kernel_sizes([5], [3, 5])
+    ([3, 5], [5])
+    """
+    names = ", ".join(kernel_key(k, k) for k in present) or "none"
+    if not present:
+        raise ConfigError(
+            "clustering.kernel_sizes", "no model has odd square depthwise kernels (3x3, 5x5, 7x7, ...)"
+        )
+    if configured is None:
+        return sorted(set(present))
+    missing = sorted(set(configured) - set(present))
+    if missing:
+        absent = ", ".join(kernel_key(k, k) for k in missing)
+        raise ConfigError(
+            "clustering.kernel_sizes",
+            f"no model has {absent} kernels; the models have {names} "
+            "(list some of these, or null for all of them)",
+        )
+    return sorted(set(configured))
+
+
+def size_seed(seed: int, kernel_size: int) -> int:
+    """The seed of everything random for one kernel size: a 31-bit integer derived from
+    ``(seed, kernel_size)`` by :class:`numpy.random.SeedSequence`, so the pools of different sizes
+    draw independent streams and adding a size changes no other size's result.
+
+    >>> size_seed(0, 7) == size_seed(0, 7) != size_seed(0, 3)
+    True
+    """
+    return int(np.random.SeedSequence([int(seed), int(kernel_size)]).generate_state(1)[0] >> 1)
 
 
 def normalise_kernels(kernels: np.ndarray, flip_sign: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -99,11 +178,11 @@ def normalise_kernels(kernels: np.ndarray, flip_sign: bool = False) -> tuple[np.
 
 @dataclass
 class KernelPool:
-    """Normalised kernels of all models.
+    """Normalised kernels of one size ``k x k`` from all models.
 
     ``kernels``: float32 ``(N, k, k)`` centre-normed; ``index``: one row per kernel with
-    :data:`POOL_COLUMNS`; ``counts``: one row per model with ``model, kernels`` (of the requested
-    size), ``near_zero`` (dropped), ``pooled`` and ``fit`` (in the fitting sample).
+    :data:`POOL_COLUMNS`; ``counts``: one row per model with ``model, kernel_size, kernels`` (of
+    this size), ``near_zero`` (dropped), ``pooled`` and ``fit`` (in the fitting sample).
     """
 
     kernels: np.ndarray
@@ -114,8 +193,21 @@ class KernelPool:
     def fit_mask(self) -> np.ndarray:
         return self.index["fit"].to_numpy(bool)
 
+    @property
+    def kernel_size(self) -> int:
+        """``k`` of the pooled ``k x k`` kernels."""
+        return int(self.kernels.shape[-1])
+
+    @property
+    def key(self) -> str:
+        """The kernel store key of the size, e.g. ``"7x7"``."""
+        return kernel_key(self.kernel_size, self.kernel_size)
+
     def __len__(self) -> int:
         return len(self.kernels)
+
+
+COUNT_COLUMNS = ["model", "kernel_size", "kernels", "near_zero", "pooled", "fit"]
 
 
 def _fit_sample(n: int, cap: int | None, seed: int, model: str) -> np.ndarray:
@@ -125,6 +217,62 @@ def _fit_sample(n: int, cap: int | None, seed: int, model: str) -> np.ndarray:
         mask[:] = False
         mask[rng.choice(n, size=cap, replace=False)] = True
     return mask
+
+
+def _pool_size(per_model, kernel_size, max_per_model, seed, flip_sign) -> KernelPool:
+    """:func:`pool_arrays` without its check for an empty pool."""
+    key = kernel_key(kernel_size, kernel_size)
+    parts, indices, counts = [], [], []
+    for model, (array, index) in per_model.items():
+        rows = index[index["kernel_size"] == key] if "kernel_size" in index else index
+        if array is None or len(rows) == 0:
+            counts.append({"model": model, "kernel_size": key, "kernels": 0, "near_zero": 0, "pooled": 0,
+                           "fit": 0})  # fmt: skip
+            continue
+        array = np.asarray(array)
+        if array.shape[1:] != (kernel_size, kernel_size):
+            raise ValueError(f"model {model}: kernels of key {key} have shape {array.shape[1:]}")
+        row_ids = rows["row"].to_numpy(np.int64)
+        if row_ids.max(initial=-1) >= len(array):
+            raise ValueError(f"model {model}: the kernel index and the kernel array disagree")
+        try:
+            normalised, keep = normalise_kernels(array[row_ids], flip_sign)
+        except ValueError as err:
+            raise ValueError(f"model {model}: {err}") from None
+        kept = rows[keep]
+        fit = _fit_sample(len(kept), max_per_model, seed, model)
+        table = pd.DataFrame(
+            {
+                "model": model,
+                "layer": kept["layer"].to_numpy(),
+                "stage": kept["stage"].to_numpy(np.int32),
+                "block": kept["block"].to_numpy(np.int32),
+                "channel": kept["channel"].to_numpy(np.int32),
+                "kernel_size": key,
+                "row": kept["row"].to_numpy(np.int64),
+                "fit": fit,
+            }
+        )
+        parts.append(normalised)
+        indices.append(table)
+        counts.append(
+            {
+                "model": model,
+                "kernel_size": key,
+                "kernels": len(rows),
+                "near_zero": int((~keep).sum()),
+                "pooled": len(kept),
+                "fit": int(fit.sum()),
+            }
+        )
+    counts = pd.DataFrame(counts, columns=COUNT_COLUMNS)
+    if not indices:
+        empty = np.zeros((0, kernel_size, kernel_size), np.float32)
+        return KernelPool(empty, pd.DataFrame(columns=POOL_COLUMNS), counts)
+    index = pd.concat(indices, ignore_index=True)
+    for column in ("model", "layer", "kernel_size"):
+        index[column] = index[column].astype(str)
+    return KernelPool(np.concatenate(parts), index[POOL_COLUMNS], counts)
 
 
 def pool_arrays(
@@ -147,7 +295,7 @@ def pool_arrays(
     max_per_model : int or None
         Cap of the per-model fitting sample (seeded random subset); None: every kernel.
     seed : int
-        Seed of the fitting sample.
+        Seed of the fitting sample (the workflow passes :func:`size_seed`).
     flip_sign : bool
         Sign rule of :func:`normalise_kernels`.
 
@@ -160,7 +308,7 @@ def pool_arrays(
     Raises
     ------
     ConfigError
-        (``clustering.kernel_size``) when no model has kernels of that size; (``models``) when
+        (``clustering.kernel_sizes``) when no model has kernels of that size; (``models``) when
         every kernel is near zero.
     ValueError
         When an array has a shape other than ``(n, k, k)``, an index disagrees with its array, or
@@ -172,66 +320,32 @@ def pool_arrays(
     ...                       "channel": [0, 1, 0], "kernel_size": "3x3", "row": [0, 1, 2]})
     >>> pool = pool_arrays({"m": (h, index)}, kernel_size=3, max_per_model=1)
     >>> pool.counts.values.tolist(), pool.index["row"].tolist()
-    ([['m', 3, 1, 2, 1]], [0, 2])
+    ([['m', '3x3', 3, 1, 2, 1]], [0, 2])
     """
-    key = kernel_key(kernel_size, kernel_size)
-    parts, indices, counts = [], [], []
-    for model, (array, index) in per_model.items():
-        rows = index[index["kernel_size"] == key] if "kernel_size" in index else index
-        if array is None or len(rows) == 0:
-            counts.append({"model": model, "kernels": 0, "near_zero": 0, "pooled": 0, "fit": 0})
-            continue
-        array = np.asarray(array)
-        if array.shape[1:] != (kernel_size, kernel_size):
-            raise ValueError(f"model {model}: kernels of key {key} have shape {array.shape[1:]}")
-        row_ids = rows["row"].to_numpy(np.int64)
-        if row_ids.max(initial=-1) >= len(array):
-            raise ValueError(f"model {model}: the kernel index and the kernel array disagree")
-        try:
-            normalised, keep = normalise_kernels(array[row_ids], flip_sign)
-        except ValueError as err:
-            raise ValueError(f"model {model}: {err}") from None
-        kept = rows[keep]
-        fit = _fit_sample(len(kept), max_per_model, seed, model)
-        table = pd.DataFrame(
-            {
-                "model": model,
-                "layer": kept["layer"].to_numpy(),
-                "stage": kept["stage"].to_numpy(np.int32),
-                "block": kept["block"].to_numpy(np.int32),
-                "channel": kept["channel"].to_numpy(np.int32),
-                "row": kept["row"].to_numpy(np.int64),
-                "fit": fit,
-            }
-        )
-        parts.append(normalised)
-        indices.append(table)
-        counts.append(
-            {
-                "model": model,
-                "kernels": len(rows),
-                "near_zero": int((~keep).sum()),
-                "pooled": len(kept),
-                "fit": int(fit.sum()),
-            }
-        )
-    counts = pd.DataFrame(counts, columns=["model", "kernels", "near_zero", "pooled", "fit"])
-    if not parts or sum(len(p) for p in parts) == 0:
-        total = int(counts["kernels"].sum()) if len(counts) else 0
-        names = ", ".join(per_model) or "(none)"
+    pool = _pool_size(per_model, kernel_size, max_per_model, seed, flip_sign)
+    if len(pool) == 0:
+        key, names = kernel_key(kernel_size, kernel_size), ", ".join(per_model) or "(none)"
+        total = int(pool.counts["kernels"].sum())
         if total:
             raise ConfigError(
                 "models", f"all {total} {key} kernels of models {names} are near zero (max |h| <= 1e-4)"
             )
         raise ConfigError(
-            "clustering.kernel_size",
+            "clustering.kernel_sizes",
             f"no {key} kernels in models {names}; use a size the models have "
             "(see the kernel_size column of results/kernels/<model>.parquet)",
         )
-    index = pd.concat(indices, ignore_index=True)
-    index["model"] = index["model"].astype(str)
-    index["layer"] = index["layer"].astype(str)
-    return KernelPool(np.concatenate(parts), index[POOL_COLUMNS], counts)
+    return pool
+
+
+def _read_model(model: str, npz_path, index_path) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    index, arrays = load_index(index_path), load_kernels(npz_path)
+    index = index[index["model"] == model]
+    for key in pd.unique(index["kernel_size"]):
+        array, rows = arrays.get(key), index[index["kernel_size"] == key]
+        if array is None or rows["row"].max() >= len(array):
+            raise StaleFileError(index_path, f"does not match the kernel file {npz_path}")
+    return arrays, index
 
 
 def pool_models(
@@ -241,23 +355,62 @@ def pool_models(
     settings: ClusteringSettings,
     seed: int,
     capped: bool = True,
-) -> KernelPool:
-    """Read the kernel files of ``models`` (``kernels.npz`` and ``index.parquet``, parallel lists
-    as the clustering rules get them) and pool their kernels of ``settings.kernel_size`` with the
-    settings' sign rule (:func:`pool_arrays`); ``capped`` applies ``settings.max_kernels_per_model``
-    to the fitting sample."""
-    key = settings.kernel_key
-    per_model = {}
-    for model, npz_path, index_path in zip(models, kernel_paths, index_paths, strict=True):
-        index, array = load_index(index_path), load_kernels(npz_path).get(key)
-        if array is not None and not np.isfinite(array).all():
-            raise StaleFileError(npz_path, f"holds {key} kernels with NaN or inf")
-        rows = index[(index["model"] == model) & (index["kernel_size"] == key)]
-        if len(rows) and (array is None or rows["row"].max() >= len(array)):
-            raise StaleFileError(index_path, f"does not match the kernel file {npz_path}")
-        per_model[model] = (array, index[index["model"] == model])
-    cap = settings.max_kernels_per_model if capped else None
-    return pool_arrays(per_model, settings.kernel_size, cap, seed, settings.flip_sign)
+    say: Callable[[str], None] | None = print,
+) -> dict[str, KernelPool]:
+    """One :class:`KernelPool` per kernel size to cluster, keyed ``"kxk"`` in ascending size.
+
+    Reads the kernel files of ``models`` (``kernels.npz`` and ``index.parquet``, parallel lists as
+    the clustering rules get them), resolves the sizes (:func:`resolve_kernel_sizes` with
+    ``settings.kernel_sizes``) and pools each with ``seed = size_seed(seed, k)`` and the settings'
+    sign rule (:func:`pool_arrays`); ``capped`` applies ``settings.max_kernels_per_model`` to the
+    fitting sample (docs/methods.md section 4.2).
+
+    A size with fewer than ``settings.k`` kernels in its (capped) fitting sample cannot be
+    clustered: with ``kernel_sizes`` null it is left out with one line to ``say``; a configured
+    one raises.  The choice is the same whatever ``capped``, so every rule gets the same sizes.
+
+    Raises
+    ------
+    ConfigError
+        (``clustering.kernel_sizes``) for a configured size no model has, or one with too few
+        kernels; (``clustering.k``) when no size has enough kernels.
+    StaleFileError
+        Naming a kernel file that is missing, unreadable, not finite or disagrees with its index.
+    """
+    say = say or (lambda message: None)
+    paths = dict(zip(models, kernel_paths, strict=True))
+    per_model = {
+        model: _read_model(model, npz, index)
+        for model, npz, index in zip(models, kernel_paths, index_paths, strict=True)
+    }
+    sizes = resolve_kernel_sizes(
+        settings.kernel_sizes, kernel_sizes_present(index for _, index in per_model.values())
+    )
+    for model, (arrays, _) in per_model.items():  # band kernels: counted in the log, never silently
+        if not all(has_scale_space_model(*parse_kernel_key(key)) for key in arrays):
+            say(f"{model}: {not_analysed_message(arrays, 'clustered')}")
+    cap = settings.max_kernels_per_model
+    pools, left_out = {}, []
+    for k in sizes:
+        key = kernel_key(k, k)
+        arrays = {model: (arrays.get(key), index) for model, (arrays, index) in per_model.items()}
+        for model, (array, _) in arrays.items():
+            if array is not None and not np.isfinite(array).all():
+                raise StaleFileError(paths[model], f"holds {key} kernels with NaN or inf")
+        pool = _pool_size(arrays, k, cap if capped else None, size_seed(seed, k), settings.flip_sign)
+        fitted = int(np.minimum(pool.counts["pooled"], cap if cap is not None else np.inf).sum())
+        if fitted >= settings.k:
+            pools[key] = pool
+            continue
+        why = f"{key}: {fitted} non-zero kernels to fit, fewer than clustering.k = {settings.k}"
+        if settings.kernel_sizes is not None:
+            raise ConfigError("clustering.kernel_sizes", f"{why}; drop {k} or lower clustering.k")
+        left_out.append(why)
+    if left_out:
+        say(f"clustering: left out {'; '.join(left_out)}")
+    if not pools:
+        raise ConfigError("clustering.k", f"no kernel size can be clustered ({'; '.join(left_out)})")
+    return pools
 
 
 def latents_table(pool: KernelPool, latents: np.ndarray) -> pd.DataFrame:
@@ -278,10 +431,10 @@ def latents_table(pool: KernelPool, latents: np.ndarray) -> pd.DataFrame:
         ``N`` rows: :data:`POOL_COLUMNS` then ``latent_0 .. latent_{latent_dim - 1}``.
 
     >>> import numpy as np, pandas as pd
-    >>> pool = KernelPool(np.zeros((1, 3, 3)), pd.DataFrame([["m", "l", 0, 0, 0, 0, True]],
+    >>> pool = KernelPool(np.zeros((1, 3, 3)), pd.DataFrame([["m", "l", 0, 0, 0, "3x3", 0, True]],
     ...                   columns=POOL_COLUMNS), pd.DataFrame())
-    >>> latents_table(pool, np.array([[0.25, 0.5]]))[["row", "latent_0", "latent_1"]].values.tolist()
-    [[0.0, 0.25, 0.5]]
+    >>> latents_table(pool, np.array([[0.25, 0.5]]))[["kernel_size", "latent_0", "latent_1"]].values.tolist()
+    [['3x3', 0.25, 0.5]]
     """
     table = pool.index.copy()
     for column in range(latents.shape[1]):
@@ -291,18 +444,20 @@ def latents_table(pool: KernelPool, latents: np.ndarray) -> pd.DataFrame:
 
 def latents_for_pool(pool: KernelPool, latents_path: str | Path) -> np.ndarray:
     """The ``latent_*`` columns ``(N, latent_dim)`` of the latents table (written by the rule
-    ``train_autoencoder``) for ``pool``.
+    ``train_autoencoder``: the tables of :func:`latents_table` of every size, stacked) for ``pool``.
 
-    Raises :class:`StaleFileError` unless the table lists the same kernels in the same order
-    (``model, layer, channel``).
+    Raises :class:`StaleFileError` unless the table's rows of the pool's ``kernel_size`` list the
+    same kernels in the same order (``model, layer, channel``).
     """
     from ..core.io import read_parquet
 
     table = read_parquet(latents_path)
+    if "kernel_size" in table:
+        table = table[table["kernel_size"] == pool.key]
     columns = sorted(
         (c for c in table.columns if c.startswith("latent_")), key=lambda c: int(c.split("_")[1])
     )
-    keys = ["model", "layer", "channel"]
+    keys = ["model", "layer", "channel", "kernel_size"]
     same = (
         columns
         and len(table) == len(pool)
@@ -310,6 +465,7 @@ def latents_for_pool(pool: KernelPool, latents_path: str | Path) -> np.ndarray:
     )
     if not same:
         raise StaleFileError(
-            latents_path, "does not match the pooled kernels (the kernels or the clustering settings changed)"
+            latents_path,
+            f"does not match the pooled {pool.key} kernels (the kernels or the clustering settings changed)",
         )
     return table[columns].to_numpy(np.float32)

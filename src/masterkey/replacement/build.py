@@ -17,16 +17,17 @@ Variants:
   is kept exactly and its amplitude (and sign) by the best scalar.  Kernels without a fit
   (degenerate: constant or all zero) get ``a = 0``, i.e. their mean.
 * ``masterkey-<K>`` / ``masterkey-published``: each kernel is replaced by the best of the ``K``
-  master key filters ``x`` (own clustering, or the 8 published ones), ``h' = a x + b`` by least
-  squares; "best" is the key with the smallest least-squares residual, which is the largest
-  ``|cos|`` between the centred kernel and the centred key (residual^2 = ``||h_c||^2 (1 - cos^2)``).
+  master key filters ``x`` of its own size (own clustering: ``K`` keys per clustered size; the 8
+  published ones: 7x7 only), ``h' = a x + b`` by least squares; "best" is the key with the smallest
+  least-squares residual, which is the largest ``|cos|`` between the centred kernel and the centred
+  key (residual^2 = ``||h_c||^2 (1 - cos^2)``).
 * ``random``: ``h' = mean(h) + ||h - mean(h)|| z / ||z||`` with ``z`` a centred Gaussian sample:
   same mean and same norm as ``h`` (``||h'||^2 = k^2 mean^2 + ||h_c||^2``), no structure.
 * ``shuffled``: the kernels of each layer permuted across its channels (a seeded permutation).
 * ``stage<i>-idealized-<method>``: ``idealized-<method>`` in stage ``i`` only, learned elsewhere.
 
 Kernels whose shape has no counterpart in the replacement (e.g. band kernels ``1x9`` for
-idealized models, or any size other than the master keys' size) are kept and counted as *kept*.
+idealized models, or a size without master keys) are kept and counted as *kept*.
 All randomness comes from ``seed``.
 """
 
@@ -39,7 +40,7 @@ import pandas as pd
 
 from ..core.errors import ConfigError, StaleFileError
 from ..kernels.similarity import affine_map, best_match
-from ..kernels.store import square_kernel_sizes
+from ..kernels.store import kernel_key, square_kernel_sizes
 from ..scalespace.fitting import METHODS
 from ..scalespace.models import templates_from_fits
 from .variants import LEARNED, PUBLISHED_KEYS, Variant, idealized_name, parse_variant, register_variant
@@ -62,14 +63,15 @@ _INPUT_FIELD = {"fits": "fits", "master_keys": "master_keys", "published": "mast
 @dataclass
 class VariantInputs:
     """What the builders read: the model's kernel ``arrays`` and ``index`` (kernel store), and as
-    the variant needs them its ``fits`` table, the ``master_keys`` ``(K, k, k)``; ``paths`` names
+    the variant needs them its ``fits`` table, the ``master_keys`` (``{"7x7": (K, 7, 7), ...}`` or
+    one ``(K, k, k)`` array, e.g. the published 8); ``paths`` names
     the files they came from (keys of :func:`~masterkey.replacement.evaluation.load_variant_inputs`),
     so that errors about a stale file can name it."""
 
     arrays: dict[str, np.ndarray]
     index: pd.DataFrame
     fits: pd.DataFrame | None = None
-    master_keys: np.ndarray | None = None
+    master_keys: dict[str, np.ndarray] | np.ndarray | None = None
     paths: dict = field(default_factory=dict)
 
 
@@ -206,9 +208,27 @@ def masterkey_variant(inputs: VariantInputs, variant: Variant, seed: int):
     return masterkey_kernels(inputs.arrays, inputs.master_keys)
 
 
-def masterkey_kernels(arrays: dict[str, np.ndarray], keys: np.ndarray):
-    """Each kernel of the keys' size replaced by ``a x + b`` of its best master key ``x``
-    (largest ``|cos|`` of the centred arrays, :func:`masterkey.kernels.similarity.best_match`).
+def _keys_by_size(keys) -> dict[str, np.ndarray]:
+    """``{"kxk": (K, k, k)}`` from such a mapping or from one ``(K, k, k)`` array (keyed by its size)."""
+    if not isinstance(keys, dict):
+        keys = np.asarray(keys)
+        keys = {kernel_key(*keys.shape[1:]) if keys.ndim == 3 else "?": keys}
+    out = {}
+    for size, array in keys.items():
+        array = np.asarray(array)
+        if array.ndim != 3 or not len(array) or kernel_key(*array.shape[1:]) != size:
+            raise ValueError(
+                f"master key filters of size {size} must have shape (K, kh, kw), got {array.shape}"
+            )
+        out[size] = array
+    if not out:
+        raise ValueError("no master key filters")
+    return out
+
+
+def masterkey_kernels(arrays: dict[str, np.ndarray], keys):
+    """Each kernel replaced by ``a x + b`` of the best master key ``x`` of its own size (largest
+    ``|cos|`` of the centred arrays, :func:`masterkey.kernels.similarity.best_match`).
 
     ``masterkey-<K>`` / ``masterkey-published`` ([Q]; docs/methods.md section 5).
 
@@ -216,46 +236,44 @@ def masterkey_kernels(arrays: dict[str, np.ndarray], keys: np.ndarray):
     ----------
     arrays : dict of str to array ``(N, kh, kw)``
         The model's kernel store.
-    keys : array ``(K, k, k)``
-        Master key filters (convention of docs/methods.md section 1).
+    keys : dict of str to array ``(K, k, k)``, or array ``(K, k, k)``
+        Master key filters per kernel size (``{"3x3": ..., "7x7": ...}``, the file
+        ``master_keys_<K>.npz``), or one array keyed by its own size (the published 7x7 filters);
+        convention of docs/methods.md section 1.
 
     Returns
     -------
     new_arrays : dict of str to array ``(N, kh, kw)``
-        Same keys, shapes and dtypes; arrays of another size are kept.
+        Same keys, shapes and dtypes; arrays of a size without keys are kept.
     replaced : dict of str to bool array ``(N,)``
+        True for the kernels of a size with keys; all False when the model has no such kernel
+        (the record's ``replaced`` count is then 0).
 
     Raises
     ------
     ValueError
-        If ``keys`` is not a non-empty ``(K, k, k)`` array, or a key is constant.
-    ConfigError
-        (``replacement.variants``) If no kernel has the keys' size.
+        If a key array is not a non-empty ``(K, k, k)`` array of its key's size, or a key is
+        constant.
 
-    Affine images of the keys (either sign) are reproduced exactly:
+    Affine images of the keys (either sign) are reproduced exactly; a size without keys is kept:
 
     >>> import numpy as np
-    >>> keys = np.random.default_rng(0).normal(size=(2, 5, 5))
-    >>> arrays = {"5x5": np.stack([-keys[1] + 2, 3 * keys[0]]), "3x3": np.zeros((2, 3, 3))}
+    >>> rng = np.random.default_rng(0)
+    >>> keys = {"5x5": rng.normal(size=(2, 5, 5)), "3x3": rng.normal(size=(2, 3, 3))}
+    >>> arrays = {"5x5": np.stack([-keys["5x5"][1] + 2, 3 * keys["5x5"][0]]), "7x7": np.zeros((2, 7, 7))}
     >>> new, replaced = masterkey_kernels(arrays, keys)
-    >>> bool(np.allclose(new["5x5"], arrays["5x5"])), replaced["3x3"].tolist()
-    (True, [False, False])
+    >>> bool(np.allclose(new["5x5"], arrays["5x5"])), replaced["5x5"].tolist(), replaced["7x7"].tolist()
+    (True, [True, True], [False, False])
     """
-    keys = np.asarray(keys)
-    if keys.ndim != 3 or not len(keys):
-        raise ValueError(f"master key filters must have shape (K, k, k), got {keys.shape}")
+    keys = _keys_by_size(keys)
     new, replaced = _unchanged(arrays)
-    for key, array in arrays.items():
-        if array.shape[1:] != keys.shape[1:]:
+    for size, array in arrays.items():
+        filters = keys.get(size)
+        if filters is None or not len(array):
             continue
-        best, _ = best_match(array, keys)
-        new[key] = affine_map(keys[best], array).astype(array.dtype)
-        replaced[key] = np.ones(len(array), bool)
-    if not any(mask.any() for mask in replaced.values()):
-        raise ConfigError(
-            "replacement.variants",
-            f"no depthwise kernel of size {keys.shape[1]}x{keys.shape[2]} to replace by the master keys",
-        )
+        best, _ = best_match(array, filters)
+        new[size] = affine_map(filters[best], array).astype(array.dtype)
+        replaced[size] = np.ones(len(array), bool)
     return new, replaced
 
 

@@ -47,7 +47,7 @@ FINETUNED_PREFIX = "finetuned-"
 """Prefix of a variant name after fine-tuning with frozen depthwise kernels (:func:`finetuned_name`)."""
 INPUTS = ("fits", "master_keys", "published")
 """Names of the inputs a variant may need beyond the model's kernels and index: the model's fits
-table, the own master key filters (``master_keys_<K>.npy``), the published filters."""
+table, the own master key filters (``master_keys_<K>.npz``, K per kernel size), the published filters."""
 
 
 @dataclass(frozen=True)
@@ -180,9 +180,9 @@ def variant_input_paths(variant: Variant | str, patterns: Mapping[str, str], **f
     """The paths of the inputs ``variant`` needs: ``patterns[name]`` (one per name of
     :data:`INPUTS`) formatted with ``fields`` and the variant's ``num_keys``.
 
-    >>> patterns = {"fits": "{model}.parquet", "master_keys": "keys_{num_keys}.npy", "published": "8.txt"}
+    >>> patterns = {"fits": "{model}.parquet", "master_keys": "keys_{num_keys}.npz", "published": "8.txt"}
     >>> variant_input_paths("masterkey-8", patterns, model="m")
-    {'master_keys': 'keys_8.npy'}
+    {'master_keys': 'keys_8.npz'}
     """
     variant = parse_variant(variant) if isinstance(variant, str) else variant
     needs = variant_needs(variant)
