@@ -6,10 +6,20 @@ import numpy as np
 import pytest
 import timm
 import torch
+from scipy.special import rel_entr, softmax
 from torch import nn
 
 from masterkey.data.evalcache import EvalSet
-from masterkey.training.evaluate import MeanLoss, TopK, evaluate, tensor_batches, topk_correct
+from masterkey.training.evaluate import (
+    Fidelity,
+    Logits,
+    MeanLoss,
+    TopK,
+    evaluate,
+    fidelity_terms,
+    tensor_batches,
+    topk_correct,
+)
 
 pytestmark = pytest.mark.usefixtures("few_threads")
 
@@ -159,3 +169,63 @@ def test_uint8_images_are_normalised_and_memory_format_follows_channels_last():
         logits = plain.conv(x).mean(dim=(2, 3))
     expected = (logits.argmax(1).numpy() == labels).mean()
     assert result["top1"] == pytest.approx(expected)
+
+
+def test_fidelity_of_identical_outputs_is_agreement_one_and_kl_zero_exactly():
+    logits, targets = planted_logits(n=29, classes=11)
+    logits = logits * 30  # large logits: log_softmax must stay exact and finite
+    batches = tensor_batches(logits, targets, 4)
+    result = evaluate(nn.Identity(), batches, [Fidelity(logits.numpy())], device="cpu")
+    assert result["agreement"] == 1.0 and result["kl"] == 0.0 and result["images"] == 29
+
+
+def test_fidelity_on_planted_logits_matches_the_analytic_values():
+    s = 1 / (1 + np.exp(-2.0))  # softmax of (2, 0): (s, 1 - s)
+    reference = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1000.0, 0.0], [1000.0, 0.0]])
+    outputs = torch.tensor([[np.log(3.0), 0.0], [0.0, 2.0], [1000.0, 0.0], [0.0, 1000.0]])
+    agree, kl = fidelity_terms(reference, outputs)
+    assert agree.tolist() == [True, False, True, False] and kl.dtype == torch.float64
+    # (1/2, 1/2) vs (3/4, 1/4); (s, 1-s) vs (1-s, s); identical; (1, e^-1000) vs (e^-1000, 1)
+    expected = [0.5 * np.log(4 / 3), 2 * (2 * s - 1), 0.0, 1000.0]
+    np.testing.assert_allclose(kl.numpy(), expected, rtol=1e-12, atol=1e-12)
+    metric = Fidelity(reference)
+    for start in (0, 3):  # two batches of 3 and 1 rows
+        metric.update(outputs[start : start + 3], torch.full((3,), -1))
+    assert metric.compute() == pytest.approx({"agreement": 0.5, "kl": np.mean(expected)}, rel=1e-12)
+
+
+def test_fidelity_checks_the_reference_and_accuracy_refuses_unlabelled_sets():
+    logits, _ = planted_logits(n=5)
+    metric = Fidelity(logits)
+    metric.update(logits[:3], torch.zeros(3))
+    with pytest.raises(ValueError, match="3 inputs evaluated but the reference logits hold 5"):
+        metric.compute()
+    with pytest.raises(ValueError, match="6 inputs evaluated but the reference logits hold 5"):
+        metric.update(logits[:3], torch.zeros(3))
+    with pytest.raises(ValueError, match="must be"):
+        fidelity_terms(logits, logits[:, :3])
+    with pytest.raises(ValueError, match="has no labels; measure it with Fidelity"):
+        TopK().update(logits, torch.full((5,), -1))
+
+
+def test_logits_are_kept_in_input_order_and_one_pass_gives_accuracy_and_fidelity():
+    rng = np.random.default_rng(2)
+    pixels = rng.integers(0, 256, (7, 3, 12, 12), dtype=np.uint8)
+    eval_set = EvalSet(pixels, rng.integers(0, 4, 7), (0.5,) * 3, (0.25,) * 3, "u8")
+    model = ConvRecorder()
+    kept = Logits()
+    reference = evaluate(model, eval_set, [kept, TopK((1,))], batch_size=3, device="cpu")
+    with torch.no_grad():
+        direct = model(torch.cat(model.inputs)).numpy()
+    assert kept.logits.shape == (7, 4) and kept.logits.dtype == np.float32
+    np.testing.assert_allclose(kept.logits, direct, rtol=1e-5, atol=1e-6)
+    assert reference["top1"] == (direct.argmax(1) == eval_set.labels).mean()
+    noise = torch.randn(model.conv.weight.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.conv.weight.add_(noise)  # a perturbed network
+        perturbed = model.conv(torch.cat(model.inputs[:3])).mean(dim=(2, 3)).double().numpy()
+    both = evaluate(model, eval_set, [TopK((1,)), Fidelity(kept.logits)], batch_size=2, device="cpu")
+    p, q = softmax(kept.logits.astype(np.float64), axis=1), softmax(perturbed, axis=1)
+    assert both["top1"] == (perturbed.argmax(1) == eval_set.labels).mean()
+    assert both["agreement"] == (perturbed.argmax(1) == direct.argmax(1)).mean() < 1
+    assert both["kl"] == pytest.approx(rel_entr(p, q).sum(1).mean(), rel=1e-5) and both["kl"] > 0

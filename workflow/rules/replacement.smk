@@ -1,8 +1,11 @@
 # Stage "replacement" ([B] Section 5, [Q]; masterkey.replacement; docs/methods.md section 5):
 # replace the learned depthwise kernels by idealized / master key filters and evaluate without
 # retraining. The demo model is evaluated on its held-out split; timm models on imagenet_val,
-# decoded once per preprocessing setting into EVAL_CACHE. Variant names, their grammar and the
-# inputs each needs come from the library's variant registry.
+# decoded once per preprocessing setting into EVAL_CACHE; every model with a classifier also on the
+# natural-image set (photographs shipped inside installed packages), where only fidelity to the
+# unmodified network is measured. Results: results/replacement/{model}/{dataset}/{variant}.json,
+# beside the unmodified network's reference logits of that set. Variant names, their grammar and
+# the inputs each needs come from the library's variant registry.
 import sys
 
 from masterkey.data.preprocessing import (
@@ -11,6 +14,8 @@ from masterkey.data.preprocessing import (
     preprocessing_for_model,
     preprocessing_with_key,
 )
+from masterkey.replacement.evaluation import DATASETS, HELDOUT, NATURAL
+from masterkey.replacement.evaluation import IMAGENET_VAL as IMAGENET_SET
 from masterkey.replacement.settings import ReplacementSettings
 from masterkey.replacement.variants import (
     FINETUNED_PREFIX,
@@ -28,28 +33,39 @@ try:
     VARIANTS = REPLACEMENT.variant_names(CLUSTERING.num_master_keys)
     FINETUNE = REPLACEMENT.finetune
     FINETUNED = FINETUNE.result_names()
-    NON_1K_MODELS = [name for name in TIMM_MODELS if classifier_classes(name) != IMAGENET_1K_CLASSES]
-    # the decoded ImageNet images a model is evaluated on (one cache per pixel preprocessing; the
-    # demo has its own held-out split)
+    CLASSES = {name: classifier_classes(name) for name in TIMM_MODELS}
+    NON_1K_MODELS = [name for name in TIMM_MODELS if CLASSES[name] != IMAGENET_1K_CLASSES]
+    # the decoded ImageNet images a model is evaluated on (one cache per pixel preprocessing)
     EVAL_CACHE_INPUT = {
         name: {"eval_cache": f"{EVAL_CACHE}/imagenet_val_{preprocessing_for_model(name).key()}.npy"}
         for name in TIMM_MODELS
-    } | {name: {} for name in DEMO_MODELS}
+    }
 except UserError as err:
     raise config_error(err) from None
 
-EVAL_MODELS = [name for name in MODELS if name in DEMO_MODELS or (IMAGENET_VAL and name not in NON_1K_MODELS)]
+# The sets each model is evaluated on: its labelled one where it has one (the demo's held-out split;
+# imagenet_val for 1k heads when set), then the natural set (every model with a classifier head).
+LABELLED_SET = {name: [HELDOUT] for name in DEMO_MODELS} | {
+    name: [IMAGENET_SET] if IMAGENET_VAL and name not in NON_1K_MODELS else [] for name in TIMM_MODELS
+}
+HEADLESS_MODELS = [name for name in TIMM_MODELS if CLASSES[name] == 0]  # no logits to compare
+EVAL_SETS = {name: [*LABELLED_SET[name], NATURAL] for name in MODELS if name not in HEADLESS_MODELS}
+EVAL_MODELS = list(EVAL_SETS)
 FINETUNE_MODELS = DEMO_MODELS if FINETUNE.enabled else []
+FINETUNE_SETS = (HELDOUT, NATURAL)  # the demo's fine-tuned networks are evaluated on both
+# Input function: the ImageNet cache of a model's imagenet_val jobs (the other sets are built in the job).
+eval_set_input = lambda w: EVAL_CACHE_INPUT[w.model] if w.dataset == IMAGENET_SET else {}
 if IMAGENET_VAL and NON_1K_MODELS:
     print(
         f"replacement: {len(NON_1K_MODELS)} model(s) without an ImageNet-1k head (in22k/in12k/fcmae) "
-        "are analysed but not evaluated",
+        "are not evaluated on imagenet_val (those with a head: fidelity on the natural-image set only)",
         file=sys.stderr,
     )
 if TIMM_MODELS and not IMAGENET_VAL:
     print(
         f"replacement: imagenet_val is not set - the ImageNet-1k evaluation of {len(TIMM_MODELS)} timm "
-        "model(s) is left out (set imagenet_val: /path/to/ILSVRC2012/val to include it)",
+        "model(s) is left out, the natural-image fidelity kept (set imagenet_val: /path/to/ILSVRC2012/val "
+        "to include it)",
         file=sys.stderr,
     )
 EVAL_PARAMS = {
@@ -57,17 +73,21 @@ EVAL_PARAMS = {
     "seed": config["seed"],
     "batch_size": REPLACEMENT.batch_size,
     "max_images": REPLACEMENT.max_images,
+    "fidelity_images": REPLACEMENT.fidelity_images,
 }
 # The path of each input a variant may need (masterkey.replacement.variants.INPUTS; the registry
 # says which one a variant needs).
 VARIANT_INPUTS = {
     "fits": "results/fits/{model}.parquet",
     "published": PUBLISHED_FILTERS,
-    "master_keys": "results/clustering/master_keys_{num_keys}.npy",
+    "master_keys": "results/clustering/master_keys_{num_keys}.npz",
 }
+RESULT = "results/replacement/{model}/{dataset}/{variant}.json"
+REFERENCE = "results/replacement/{model}/{dataset}/reference_logits.npy"
+EVAL_PAIRS = [(model, dataset) for model, sets in EVAL_SETS.items() for dataset in sets]
 REPLACEMENT_RESULTS = [
-    *expand("results/replacement/{model}/{variant}.json", model=EVAL_MODELS, variant=VARIANTS),
-    *expand("results/replacement/{model}/{variant}.json", model=FINETUNE_MODELS, variant=FINETUNED),
+    *[RESULT.format(model=m, dataset=d, variant=v) for m, d in EVAL_PAIRS for v in VARIANTS],
+    *expand(RESULT, model=FINETUNE_MODELS, dataset=FINETUNE_SETS, variant=FINETUNED),
 ]
 REPLACEMENT_TABLES = ["replacement", "replacement_stages"] if REPLACEMENT.stages else ["replacement"]
 REPLACEMENT_FIGURES = (
@@ -100,19 +120,43 @@ rule prepare_eval_cache:
         "../../scripts/replacement/prepare_eval_cache.py"
 
 
+rule reference_logits:
+    input:
+        unpack(eval_set_input),
+        weights="resources/weights/{model}.safetensors",
+        meta="resources/weights/{model}.json",
+    output:
+        logits=REFERENCE,
+    log:
+        "logs/replacement/reference_logits/{model}/{dataset}.log",
+    wildcard_constraints:
+        dataset=alternatives(DATASETS),
+    conda:
+        "../envs/masterkey.yaml"
+    threads: GPU_THREADS
+    resources:
+        **gpu_resources(mem_mb=16000, runtime=60),
+    params:
+        **EVAL_PARAMS,
+    script:
+        "../../scripts/replacement/reference_logits.py"
+
+
 rule replace_and_evaluate:
     input:
         unpack(lambda w: variant_input_paths(w.variant, VARIANT_INPUTS, model=w.model)),
-        unpack(lambda w: EVAL_CACHE_INPUT[w.model]),
+        unpack(eval_set_input),
         weights="resources/weights/{model}.safetensors",
         meta="resources/weights/{model}.json",
         kernels="results/kernels/{model}.npz",
         index="results/kernels/{model}.parquet",
+        reference=REFERENCE,
     output:
-        result="results/replacement/{model}/{variant}.json",
+        result=RESULT,
     log:
-        "logs/replacement/replace_and_evaluate/{model}/{variant}.log",
+        "logs/replacement/replace_and_evaluate/{model}/{dataset}/{variant}.log",
     wildcard_constraints:
+        dataset=alternatives(DATASETS),
         variant=variant_pattern(),
     conda:
         "../envs/masterkey.yaml"
@@ -127,19 +171,23 @@ rule replace_and_evaluate:
 
 rule replace_stages:
     input:
-        unpack(lambda w: EVAL_CACHE_INPUT[w.model]),
+        unpack(eval_set_input),
         weights="resources/weights/{model}.safetensors",
         meta="resources/weights/{model}.json",
         kernels="results/kernels/{model}.npz",
         index="results/kernels/{model}.parquet",
         fits="results/fits/{model}.parquet",
+        reference=REFERENCE,
         idealized=expand(
-            "results/replacement/{{model}}/{variant}.json", variant=[idealized_name(m) for m in METHODS]
+            "results/replacement/{{model}}/{{dataset}}/{variant}.json",
+            variant=[idealized_name(m) for m in METHODS],
         ),
     output:
-        result="results/replacement/{model}/stages.json",
+        result="results/replacement/{model}/{dataset}/stages.json",
     log:
-        "logs/replacement/replace_stages/{model}.log",
+        "logs/replacement/replace_stages/{model}/{dataset}.log",
+    wildcard_constraints:
+        dataset=alternatives(DATASETS),
     conda:
         "../envs/masterkey.yaml"
     threads: GPU_THREADS
@@ -158,8 +206,11 @@ rule finetune_frozen:
         meta="resources/weights/{model}.json",
         kernels="results/kernels/{model}.npz",
         index="results/kernels/{model}.parquet",
+        reference_heldout=f"results/replacement/{{model}}/{HELDOUT}/reference_logits.npy",
+        reference_natural=f"results/replacement/{{model}}/{NATURAL}/reference_logits.npy",
     output:
-        result=f"results/replacement/{{model}}/{FINETUNED_PREFIX}{{variant}}.json",
+        heldout=f"results/replacement/{{model}}/{HELDOUT}/{FINETUNED_PREFIX}{{variant}}.json",
+        natural=f"results/replacement/{{model}}/{NATURAL}/{FINETUNED_PREFIX}{{variant}}.json",
     log:
         "logs/replacement/finetune_frozen/{model}/{variant}.log",
     wildcard_constraints:
@@ -201,8 +252,8 @@ rule table_replacement:
 
 rule table_replacement_stages:
     input:
-        learned=expand("results/replacement/{model}/learned.json", model=EVAL_MODELS),
-        stages=expand("results/replacement/{model}/stages.json", model=EVAL_MODELS),
+        learned=[f"results/replacement/{model}/{dataset}/learned.json" for model, dataset in EVAL_PAIRS],
+        stages=[f"results/replacement/{model}/{dataset}/stages.json" for model, dataset in EVAL_PAIRS],
     output:
         report(
             "results/tables/replacement_stages.csv",

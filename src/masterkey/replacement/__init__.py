@@ -2,7 +2,7 @@
 
 * :mod:`.variants` - the variant registry (names, grammar, inputs);
 * :mod:`.build` - the kernels of every variant;
-* :mod:`.evaluation` - writing a variant into a network and evaluating it;
+* :mod:`.evaluation` - writing a variant into a network and evaluating it (accuracy and fidelity);
 * :mod:`.finetune` - fine-tuning with frozen depthwise kernels (demo);
 * :mod:`.tables` - the replacement tables;
 * :mod:`.settings` - the ``replacement`` config section.
@@ -19,12 +19,15 @@ Method: docs/methods.md section 5 ([B] Section 5).
 
 from .build import VariantInputs, build_variant
 from .evaluation import (
+    DATASETS,
     apply_variant,
     best_idealized_method,
     evaluate_stages,
     evaluate_variant,
     load_eval_set,
+    load_reference_logits,
     load_variant_inputs,
+    reference_logits,
 )
 from .finetune import finetune_variant
 from .settings import FinetuneSettings, ReplacementSettings
@@ -57,6 +60,9 @@ __all__ = [
     "build_variant",
     "load_variant_inputs",
     "load_eval_set",
+    "DATASETS",
+    "reference_logits",
+    "load_reference_logits",
     "apply_variant",
     "evaluate_variant",
     "evaluate_stages",

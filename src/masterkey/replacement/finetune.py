@@ -1,6 +1,7 @@
 """Fine-tuning a replaced network with its depthwise kernels frozen ([B] Sec. 5; docs/methods.md section 5).
 
-The demo model only: it retrains on the demo's training regions (rule ``finetune_frozen``).  Only
+The demo model only: it retrains on the demo's training regions (rule ``finetune_frozen``) and is
+then evaluated on the held-out crops and the natural-image set.  Only
 the depthwise convolution *weights* are frozen (``requires_grad = False``, so AdamW's weight decay
 does not touch them either); their biases, the pointwise layers, norms and the head train with the
 demo recipe (:func:`masterkey.nets.demo.fit_demo_recipe`: AdamW, warm-up over the first 10 % of
@@ -10,7 +11,9 @@ the steps, cosine decay, label smoothing 0.1) through the project's training loo
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -18,11 +21,12 @@ from torch import nn
 from ..core.config import DEMO_MODEL
 from ..core.errors import ConfigError
 from ..data.demo import DemoDataset, DemoSettings, demo_dataset
+from ..data.evalcache import EvalSet
 from ..nets.demo import fit_demo_recipe
 from ..nets.depthwise import find_depthwise_convs
 from ..training.evaluate import evaluate
 from .build import VariantInputs
-from .evaluation import apply_variant, variant_record
+from .evaluation import apply_variant, evaluation_metrics, variant_record
 from .settings import FinetuneSettings
 from .variants import Variant, finetuned_name, parse_variant
 
@@ -68,29 +72,36 @@ def finetune_variant(
     demo: DemoSettings,
     settings: FinetuneSettings,
     seed: int,
+    evaluations: Mapping[str, tuple[EvalSet, np.ndarray | None]],
     *,
     batch_size: int = 128,
     max_images: int | None = None,
-) -> dict:
-    """Replace the kernels by ``variant``, fine-tune with them frozen, evaluate on the held-out
-    crops; returns the record of variant ``finetuned-<variant>`` (the fields of
-    :mod:`masterkey.replacement.evaluation` plus ``finetune_steps``, ``train_seconds`` and
-    ``final_train_loss``, the mean loss of the last 10 steps)."""
+) -> dict[str, dict]:
+    """Replace the kernels by ``variant``, fine-tune with them frozen, then evaluate on every set
+    of ``evaluations`` (dataset name -> ``(eval set, reference logits of the unmodified network or
+    None)``, e.g. the held-out crops and the natural set).  Returns the record of variant
+    ``finetuned-<variant>`` per dataset (the fields of :mod:`masterkey.replacement.evaluation` plus
+    ``finetune_steps``, ``train_seconds`` and ``final_train_loss``, the mean loss of the last 10
+    steps)."""
     if model_name != DEMO_MODEL:
         raise ConfigError(
             "replacement.finetune", f"fine-tuning trains on the demo's crops; {model_name} is not the demo"
         )
     variant = parse_variant(variant) if isinstance(variant, str) else variant
     summary = apply_variant(model, variant, inputs, seed=seed)
-    dataset = demo_dataset(demo, seed)
     started = time.perf_counter()
-    log = finetune_frozen_depthwise(model, dataset, settings, seed, demo.weight_decay)
-    train_seconds = time.perf_counter() - started
-    eval_set = dataset.eval_set()
-    metrics = evaluate(model, eval_set, batch_size=batch_size, max_images=max_images)
-    return {
-        **variant_record(model_name, eval_set, finetuned_name(variant), metrics, summary),
+    log = finetune_frozen_depthwise(model, demo_dataset(demo, seed), settings, seed, demo.weight_decay)
+    training = {
         "finetune_steps": settings.steps,
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(time.perf_counter() - started, 1),
         "final_train_loss": float(log["train_loss"].iloc[-10:].mean()),
     }
+    records = {}
+    for dataset, (eval_set, reference) in evaluations.items():
+        metrics = evaluate(model, eval_set, evaluation_metrics(eval_set, reference), batch_size=batch_size,
+                           max_images=max_images)  # fmt: skip
+        records[dataset] = {
+            **variant_record(model_name, eval_set, finetuned_name(variant), metrics, summary),
+            **training,
+        }
+    return records

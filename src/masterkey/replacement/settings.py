@@ -39,6 +39,7 @@ class ReplacementSettings(Settings, section="replacement"):
     batch_size: int = 128
     decode_workers: int = 8
     max_images: int | None = None
+    fidelity_images: int = 256
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
 
     def variant_names(self, num_master_keys: int) -> list[str]:

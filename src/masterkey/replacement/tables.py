@@ -1,7 +1,12 @@
-"""The replacement tables: per-variant and per-stage accuracy with drops against the learned kernels.
+"""The replacement tables: per-variant and per-stage accuracy with drops against the learned
+kernels, and fidelity to the unmodified network.
 
-They read the JSON records of :mod:`masterkey.replacement.evaluation` (one file per model and
-variant, ``results/replacement/{model}/{variant}.json``; one per model for the stages).
+They read the JSON records of :mod:`masterkey.replacement.evaluation` (one file per model, dataset
+and variant, ``results/replacement/{model}/{dataset}/{variant}.json``; one per model and dataset
+for the stages).  One row per model, dataset and variant: accuracy columns (``top1`` ... ``top5_drop``)
+are empty on a set without labels (the natural-image set), ``agreement`` (top-1 agreement with the
+unmodified network, a fraction) and ``kl`` (mean ``KL(p_orig || p_replaced)``, nats) are filled
+wherever reference logits were given.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from .variants import LEARNED
 __all__ = [
     "TABLE_COLUMNS",
     "STAGES_COLUMNS",
+    "METRICS",
     "CAPTIONS",
     "replacement_table",
     "stages_table",
@@ -25,60 +31,87 @@ __all__ = [
 
 TABLE_COLUMNS = [
     "model",
-    "variant",
     "dataset",
+    "variant",
     "top1",
     "top5",
     "top1_drop",
     "top5_drop",
+    "agreement",
+    "kl",
     "images",
     "replaced",
     "kept",
     "relative_change_median",
 ]
-STAGES_COLUMNS = ["model", "stage", "method", "variant", "top1", "top5", "top1_drop", "top5_drop", "replaced"]
+STAGES_COLUMNS = ["model", "dataset", "stage", "method", "variant", "top1", "top5", "top1_drop", "top5_drop",
+                  "agreement", "kl", "replaced"]  # fmt: skip
+METRICS = ("top1", "top5", "agreement", "kl")
+"""The metric columns of a record; a record lacks those its set or evaluation did not give."""
 CAPTIONS = {
     "variants": (
-        "Accuracy with the learned depthwise kernels replaced (no retraining); "
-        "drops are learned minus variant"
+        "Accuracy and fidelity with the learned depthwise kernels replaced (no retraining); "
+        "drops are learned minus variant; agreement: share of inputs whose top-1 class is the "
+        "unmodified network's; kl: mean KL(p_orig || p_replaced) in nats; natural: no labels"
     ),
-    "stages": "Accuracy with one stage's depthwise kernels replaced by the best idealized method",
+    "stages": (
+        "Accuracy and fidelity with one stage's depthwise kernels replaced by the best idealized method"
+    ),
 }
 
 
-def _with_drops(table: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
-    learned = baseline.set_index("model")
-    table = table.copy()
-    for metric in ("top1", "top5"):
-        table[f"{metric}_drop"] = table["model"].map(learned[metric]) - table[metric]
+def _records(results: list[dict]) -> pd.DataFrame:
+    """The records as a frame with every metric column (NaN where a record lacks it)."""
+    table = pd.DataFrame.from_records(results)
+    for metric in METRICS:
+        table[metric] = pd.to_numeric(table[metric], errors="coerce") if metric in table else float("nan")
     return table
 
 
+def _with_drops(table: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
+    learned = baseline.set_index(["model", "dataset"])
+    keys = pd.MultiIndex.from_frame(table[["model", "dataset"]])
+    table = table.copy()
+    for metric in ("top1", "top5"):
+        table[f"{metric}_drop"] = learned[metric].reindex(keys).to_numpy() - table[metric].to_numpy()
+    return table
+
+
+def _order(values: pd.Series) -> pd.Series:
+    """Rank of each value by first appearance."""
+    return values.map({name: i for i, name in enumerate(dict.fromkeys(values))})
+
+
 def replacement_table(results: list[dict], variants: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per model and variant (:data:`TABLE_COLUMNS`), the learned baseline first; drops are
-    baseline minus variant (in accuracy units, positive = worse).  ``results`` are the per-variant
-    records; ``variants`` fixes the row order within a model."""
-    table = pd.DataFrame.from_records(results)
-    missing = set(table["model"]) - set(table.loc[table["variant"] == LEARNED, "model"])
+    """One row per model, dataset and variant (:data:`TABLE_COLUMNS`), the learned baseline first;
+    drops are baseline minus variant on the same dataset (in accuracy units, positive = worse;
+    empty without labels).  ``results`` are the per-variant records; models and datasets keep
+    their order of appearance, ``variants`` fixes the row order within them.  ``ValueError`` when a
+    model and dataset has no ``learned`` record."""
+    table = _records(results)
+    pairs = set(zip(table["model"], table["dataset"], strict=True))
+    learned = table[table["variant"] == LEARNED]
+    missing = pairs - set(zip(learned["model"], learned["dataset"], strict=True))
     if missing:
-        raise ValueError(f"no learned baseline for model(s) {sorted(missing)}; evaluate variant 'learned'")
-    order = list(variants or [])
-    order = [LEARNED] + [v for v in order if v != LEARNED]
+        raise ValueError(f"no learned baseline for (model, dataset) {sorted(missing)}; evaluate 'learned'")
+    order = [LEARNED] + [v for v in (variants or []) if v != LEARNED]
     rank = {name: i for i, name in enumerate(order)}
     table["_rank"] = table["variant"].map(lambda v: rank.get(v, len(rank)))
-    model_rank = {name: i for i, name in enumerate(dict.fromkeys(table["model"]))}
-    table["_model"] = table["model"].map(model_rank)
-    table = table.sort_values(["_model", "_rank", "variant"], kind="stable").drop(columns=["_rank", "_model"])
+    table["_model"], table["_dataset"] = _order(table["model"]), _order(table["dataset"])
+    table = table.sort_values(["_model", "_dataset", "_rank", "variant"], kind="stable")
     table = _with_drops(table, table[table["variant"] == LEARNED])
     return table[TABLE_COLUMNS].reset_index(drop=True)
 
 
 def stages_table(stage_results: list[dict], baselines: list[dict]) -> pd.DataFrame:
-    """Per model and stage (:data:`STAGES_COLUMNS`): accuracy with only that stage replaced by the
-    best idealized method, and the drop against the model's learned baseline."""
-    table = pd.DataFrame.from_records(stage_results)
-    table = _with_drops(table, pd.DataFrame.from_records(baselines))
-    return table[STAGES_COLUMNS].sort_values(["model", "stage"], kind="stable").reset_index(drop=True)
+    """Per model, dataset and stage (:data:`STAGES_COLUMNS`): accuracy and fidelity with only that
+    stage replaced by the best idealized method, and the accuracy drop against the model's learned
+    baseline on the same dataset."""
+    table = _records(stage_results)
+    table = _with_drops(table, _records(baselines))
+    table["_model"], table["_dataset"] = _order(table["model"]), _order(table["dataset"])
+    table = table.sort_values(["_model", "_dataset", "stage"], kind="stable")
+    return table[STAGES_COLUMNS].reset_index(drop=True)
 
 
 def read_replacement_table(paths: Sequence, variants: Sequence[str] | None = None) -> pd.DataFrame:

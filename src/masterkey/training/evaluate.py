@@ -1,8 +1,10 @@
 """One evaluation loop with pluggable metrics.
 
 :func:`evaluate` runs a model in inference mode over an evaluation set and feeds every batch's
-outputs to its metrics; each metric (:class:`TopK`, :class:`MeanLoss`, or anything with the same
-three methods) accumulates and reports its own numbers.  Accuracies are fractions in ``[0, 1]``.
+outputs to its metrics; each metric (:class:`TopK`, :class:`MeanLoss`, :class:`Fidelity`,
+:class:`Logits`, or anything with the same three methods) accumulates and reports its own numbers,
+so accuracy and fidelity come from one pass.  Accuracies and agreements are fractions in
+``[0, 1]``; KL divergences are in nats.
 
 The data is an :class:`~masterkey.data.evalcache.EvalSet` (images ``(N, 3, H, W)``: uint8 pixels
 normalised on the device with the set's mean/std, or float32 already normalised), copied to the
@@ -23,13 +25,17 @@ import torch
 from torch import nn
 
 from ..data.evalcache import EvalSet
+from ..data.natural import UNLABELLED
 from .runtime import resolve_device
 
 __all__ = [
     "Metric",
     "TopK",
     "MeanLoss",
+    "Fidelity",
+    "Logits",
     "topk_correct",
+    "fidelity_terms",
     "tensor_batches",
     "to_model_input",
     "evaluate",
@@ -65,6 +71,8 @@ class TopK:
         self.count = 0
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        if len(targets) and int(targets.min()) <= UNLABELLED:
+            raise ValueError("the evaluation set has no labels; measure it with Fidelity, not accuracy")
         label_max = int(targets.max()) if len(targets) else -1
         if outputs.shape[1] <= label_max:
             raise ValueError(
@@ -103,6 +111,85 @@ class MeanLoss:
 
     def compute(self) -> dict[str, float]:
         return {self.name: self.total / self.count if self.count else float("nan")}
+
+
+def fidelity_terms(reference: torch.Tensor, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: whether the top-1 classes agree, and ``KL(p_ref || p_out)`` in nats.
+
+    ``reference`` and ``outputs`` are logits ``(N, C)`` of the unmodified and the modified network
+    on the same inputs; ``p = softmax(logits)``.  Computed in float64 with ``log_softmax`` (no
+    overflow, no ``log 0``): ``KL = sum_c p_ref,c (log p_ref,c - log p_out,c)``, exactly 0 for
+    identical rows.  Returns a bool tensor ``(N,)`` and a float64 tensor ``(N,)`` on ``outputs``'
+    device; ``ValueError`` when the shapes differ.
+    """
+    if reference.shape != outputs.shape or outputs.ndim != 2:
+        shapes = f"{tuple(reference.shape)} and {tuple(outputs.shape)}"
+        raise ValueError(f"reference logits and outputs must be (N, C) of one shape, got {shapes}")
+    reference = reference.to(outputs.device, torch.float64)
+    outputs = outputs.to(torch.float64)
+    log_p, log_q = reference.log_softmax(dim=1), outputs.log_softmax(dim=1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(dim=1)
+    return reference.argmax(dim=1) == outputs.argmax(dim=1), kl
+
+
+class Fidelity:
+    """Top-1 agreement with, and mean ``KL(p_ref || p)`` from, the unmodified network's logits.
+
+    ``reference``: logits ``(N, C)`` of the unmodified network on the same inputs, in the order
+    :func:`evaluate` feeds them (batch by batch from the first input).  ``agreement`` is the share
+    of inputs whose top-1 class is the reference's, ``kl`` the mean KL divergence in nats
+    (:func:`fidelity_terms`; float64 sums).  Needs no labels.  ``ValueError`` when more inputs
+    arrive than the reference has rows, and at :meth:`compute` when fewer did.
+    """
+
+    def __init__(self, reference: torch.Tensor | np.ndarray, names: Sequence[str] = ("agreement", "kl")):
+        self.reference = reference if torch.is_tensor(reference) else torch.from_numpy(np.asarray(reference))
+        if self.reference.ndim != 2:
+            raise ValueError(f"reference logits must be (N, C), got {tuple(self.reference.shape)}")
+        self.names = tuple(names)
+        self.reset()
+
+    def reset(self) -> None:
+        self.count, self.agree, self.kl = 0, 0, 0.0
+
+    def _check(self, count: int) -> None:
+        if count != len(self.reference):
+            raise ValueError(f"{count} inputs evaluated but the reference logits hold {len(self.reference)}")
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        stop = self.count + len(outputs)
+        if stop > len(self.reference):
+            self._check(stop)
+        agree, kl = fidelity_terms(self.reference[self.count : stop], outputs)
+        self.agree += int(agree.sum())
+        self.kl += float(kl.sum())
+        self.count = stop
+
+    def compute(self) -> dict[str, float]:
+        self._check(self.count)
+        agreement, kl = self.names
+        return {agreement: self.agree / self.count, kl: self.kl / self.count}
+
+
+class Logits:
+    """Keeps every output (float32, on the CPU), e.g. the reference logits for :class:`Fidelity`;
+    :attr:`logits` is ``(N, C)`` after the pass, :meth:`compute` reports nothing."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.parts: list[torch.Tensor] = []
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.parts.append(outputs.detach().float().cpu())
+
+    def compute(self) -> dict[str, float]:
+        return {}
+
+    @property
+    def logits(self) -> np.ndarray:
+        return torch.cat(self.parts).numpy() if self.parts else np.zeros((0, 0), np.float32)
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Iterable[int] = (1, 5)) -> torch.Tensor:
