@@ -50,8 +50,13 @@ def _template(kind: str, sx: float = 0.9, sy: float = 0.7) -> np.ndarray:
 @cache
 def inputs() -> dict:
     """All fixture tables and arrays (built once per process; deterministic)."""
-    from masterkey.clustering.clusters import cluster_pool
-    from masterkey.clustering.master_keys import candidate_latents, compare_with_published, select_master_keys
+    from masterkey.clustering.clusters import cluster_pools
+    from masterkey.clustering.master_keys import (
+        candidate_latents,
+        keys_table,
+        published_comparison,
+        select_master_keys,
+    )
     from masterkey.clustering.pool import pool_arrays
     from masterkey.clustering.settings import ClusteringSettings
     from masterkey.kernels.similarity import centre_norm
@@ -89,41 +94,55 @@ def inputs() -> dict:
     )
     fits = fit_model_kernels({"7x7": kernels}, index, "m")
 
-    # Clustering: two models, two layers each, planted types; the latent code is the type's
-    # position on [0, 1] plus noise, the "decoder" returns the template nearest to a latent value.
-    base = centre_norm(np.stack([_template(t, 1.0, 1.0) for t in CLUSTER_TYPES]))
-    per_model, latents = {}, []
-    for model in ("m1", "m2"):
-        types = np.arange(48) % len(CLUSTER_TYPES)
-        arrays = (base[types] + rng.normal(0, 0.05, (48, 7, 7))).astype(np.float32)
-        layers = np.repeat([0, 1], 24)
-        per_model[model] = (
-            arrays,
-            pd.DataFrame(
-                {
-                    "model": model,
-                    "layer": [f"stages.{s}.blocks.0.conv_dw" for s in layers],
-                    "stage": layers,
-                    "block": 0,
-                    "channel": np.arange(48),
-                    "kernel_size": "7x7",
-                    "row": np.arange(48),
-                }
-            ),
-        )
-        latents.append(types / (len(CLUSTER_TYPES) - 1) + rng.normal(0, 0.02, 48))
-    pool = pool_arrays(per_model, kernel_size=7, seed=0)
-    latents = np.clip(np.concatenate(latents), 0, 1)[:, None].astype(np.float32)
-
-    def decode(z):
-        position = np.clip(np.rint(np.asarray(z)[:, 0] * (len(CLUSTER_TYPES) - 1)), 0, len(CLUSTER_TYPES) - 1)
-        return base[position.astype(int)]
-
-    settings = ClusteringSettings(k=len(CLUSTER_TYPES), kmeans_n_init=2, raw_kmeans_max_kernels=96)
-    clustering = cluster_pool(pool, latents, settings, seed=0, decode=decode, progress=None)
+    # Clustering of two kernel sizes, each on its own: 7x7 kernels in two models (two layers each),
+    # 3x3 kernels in m1 only (a third layer); planted types; the latent code is the type's position
+    # on [0, 1] plus noise, the "decoder" returns the template nearest to a latent value.
+    pools, latents, decoders, keys = {}, {}, {}, {}
     grid = candidate_latents(12)
-    keys = select_master_keys(pool.kernels, decode(grid) + rng.normal(0, 0.01, (12, 7, 7)), 3, grid)
-    comparison = compare_with_published(keys.keys, published, latents=keys.latents)
+    for k, models in ((3, ("m1",)), (7, ("m1", "m2"))):
+        scale = 1.0 if k == 7 else 0.8
+        base = centre_norm(np.stack([idealized_templates(t, k, scale) for t in CLUSTER_TYPES]))
+        per_model, codes = {}, []
+        for model in models:
+            types = np.arange(48) % len(CLUSTER_TYPES)
+            arrays = (base[types] + rng.normal(0, 0.05, (48, k, k))).astype(np.float32)
+            layers = np.repeat([0, 1], 24) + (2 if k == 3 else 0)
+            per_model[model] = (
+                arrays,
+                pd.DataFrame(
+                    {
+                        "model": model,
+                        "layer": [f"stages.{s}.blocks.0.conv_dw" for s in layers],
+                        "stage": layers,
+                        "block": 0,
+                        "channel": np.arange(48),
+                        "kernel_size": f"{k}x{k}",
+                        "row": np.arange(48),
+                    }
+                ),
+            )
+            codes.append(types / (len(CLUSTER_TYPES) - 1) + rng.normal(0, 0.02, 48))
+        key = f"{k}x{k}"
+        pools[key] = pool_arrays(per_model, kernel_size=k, seed=0)
+        latents[key] = np.clip(np.concatenate(codes), 0, 1)[:, None].astype(np.float32)
+
+        def decode(z, base=base):
+            position = np.rint(np.asarray(z)[:, 0] * (len(CLUSTER_TYPES) - 1))
+            return base[np.clip(position, 0, len(CLUSTER_TYPES) - 1).astype(int)]
+
+        decoders[key] = decode
+        candidates = decode(grid) + rng.normal(0, 0.01, (12, k, k))
+        keys[key] = select_master_keys(pools[key].kernels, candidates, 3, grid)
+    settings = ClusteringSettings(k=len(CLUSTER_TYPES), kmeans_n_init=2, raw_kmeans_max_kernels=96)
+    results = cluster_pools(pools, latents, settings, seed=0, decoders=decoders, progress=None)
+    clustering = {
+        "prototypes": {key: r.prototypes for key, r in results.items()},
+        "decoded": {key: r.decoded for key, r in results.items()},
+        "clusters": pd.concat([r.clusters for r in results.values()], ignore_index=True),
+        "assignments": pd.concat([r.assignments for r in results.values()], ignore_index=True),
+    }
+    comparison, _ = published_comparison(keys, published)
+    curves = pd.concat([r.selection.curve.assign(kernel_size=key) for key, r in keys.items()])
 
     replacement, stages = replacement_tables()
     return {
@@ -133,7 +152,9 @@ def inputs() -> dict:
         "fits": fits,
         "share": explained_share(fits),
         "clustering": clustering,
-        "keys": keys,
+        "keys": {key: r.keys for key, r in keys.items()},
+        "key_table": keys_table(keys),
+        "curves": curves,
         "comparison": comparison,
         "replacement": replacement,
         "stages": stages,
@@ -141,39 +162,61 @@ def inputs() -> dict:
 
 
 def replacement_tables():
+    """Made-up records: both models on a labelled set and on the natural set (fidelity only)."""
     from masterkey.replacement.tables import replacement_table, stages_table
 
     records, stage_records = [], []
     for model, learned in (("demo", 0.8), ("other", 0.7)):
-        for i, variant in enumerate(["learned", "idealized-D1", "masterkey-8", "random", "shuffled"]):
-            top1 = learned - 0.1 * i
-            records.append(
-                {
-                    "model": model,
-                    "variant": variant,
-                    "dataset": "held-out",
-                    "top1": top1,
-                    "top5": min(1.0, top1 + 0.15),
-                    "images": 100,
-                    "replaced": 0 if i == 0 else 1840,
-                    "kept": 0,
-                    "relative_change_median": 0.1 * i,
-                }
-            )
-        for stage in range(4):
-            stage_records.append(
-                {
-                    "model": model,
-                    "stage": stage,
-                    "method": "D1",
-                    "variant": f"stage{stage}-idealized-D1",
-                    "top1": learned - 0.05 * stage,
-                    "top5": 0.95,
-                    "replaced": 100,
-                }
-            )
+        for dataset in ("heldout", "natural"):
+            labelled = dataset == "heldout"
+
+            def accuracy(top1, labelled=labelled):
+                return {"top1": top1, "top5": min(1.0, top1 + 0.15)} if labelled else {}
+
+            for i, variant in enumerate(["learned", "idealized-D1", "masterkey-8", "random", "shuffled"]):
+                records.append(
+                    {
+                        "model": model,
+                        "dataset": dataset,
+                        "variant": variant,
+                        **accuracy(learned - 0.1 * i),
+                        "agreement": 1.0 - 0.15 * i,
+                        "kl": 0.0 if i == 0 else 0.05 * 3**i,
+                        "images": 100,
+                        "replaced": 0 if i == 0 else 1840,
+                        "kept": 0,
+                        "relative_change_median": 0.1 * i,
+                    }
+                )
+            for stage in range(4):
+                stage_records.append(
+                    {
+                        "model": model,
+                        "dataset": dataset,
+                        "stage": stage,
+                        "method": "D1",
+                        "variant": f"stage{stage}-idealized-D1",
+                        **accuracy(learned - 0.05 * stage),
+                        "agreement": 0.95 - 0.1 * stage,
+                        "kl": 0.02 * (stage + 1),
+                        "replaced": 100,
+                    }
+                )
     baselines = [r for r in records if r["variant"] == "learned"]
     return replacement_table(records), stages_table(stage_records, baselines)
+
+
+def share_vs_accuracy_inputs(result: dict) -> tuple:
+    """The share-vs-accuracy table of the fixture's clustering (m1 with, m2 without a published top-1)."""
+    from masterkey.clustering.accuracy import share_vs_accuracy
+    from masterkey.clustering.clusters import classification_table
+
+    classification = classification_table(result["assignments"])
+    models = {
+        "m1": {"architecture": "tf_efficientnet_lite0", "published_top1": 75.1},
+        "m2": {"architecture": "convnext_atto", "published_top1": None},
+    }
+    return share_vs_accuracy(classification, models, {"3x3": 0.5, "7x7": 0.001}), classification
 
 
 def _save(make_figure):
@@ -204,16 +247,17 @@ def figure_renderers() -> dict:
         "plot_residuals": _save(lambda: ss.plot_residuals(data["fits"], "m")),
         "plot_explained_share": _save(lambda: ss.plot_explained_share(data["share"], "m")),
         "plot_prototypes": _save(
-            lambda: cl.plot_prototypes(result.prototypes, result.clusters, result.decoded)
+            lambda: cl.plot_prototypes(result["prototypes"], result["clusters"], result["decoded"])
         ),
         "plot_cluster_membership": _save(
-            lambda: cl.plot_cluster_membership(result.assignments, result.clusters, "m1")
+            lambda: cl.plot_cluster_membership(result["assignments"], result["clusters"], "m1")
         ),
         "plot_latent_histograms": _save(
-            lambda: cl.plot_latent_histograms(result.assignments, result.clusters)
+            lambda: cl.plot_latent_histograms(result["assignments"], result["clusters"])
         ),
-        "plot_master_keys": _save(lambda: cl.plot_master_keys(keys.keys, data["comparison"])),
-        "plot_error_curve": _save(lambda: cl.plot_error_curve(keys.selection.curve, 3)),
+        "plot_master_keys": _save(lambda: cl.plot_master_keys(keys, data["key_table"], data["comparison"])),
+        "plot_error_curve": _save(lambda: cl.plot_error_curve(data["curves"], 3)),
+        "plot_share_vs_accuracy": _save(lambda: cl.plot_share_vs_accuracy(*share_vs_accuracy_inputs(result))),
         "plot_replacement_accuracy": _save(lambda: rp.plot_replacement_accuracy(data["replacement"])),
         "plot_replacement_stages": _save(lambda: rp.plot_replacement_stages(data["stages"])),
     }

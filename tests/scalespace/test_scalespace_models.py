@@ -87,7 +87,11 @@ def test_spread_uses_the_fitted_types(planted):
     arrays, index, types = planted
     fits = fit_model_kernels(arrays, index, "m", methods=["D1"])
     spread = spread_model_kernels(arrays, index, fits, "m")
-    assert spread["type"].tolist() == types
+    squares = spread[spread["kernel_size"].isin(square_kernel_sizes(arrays))]
+    assert squares["type"].tolist() == types
+    bands = spread.drop(squares.index)  # band kernels: spread measures, no type, never dropped
+    assert len(bands) == sum(len(a) for k, a in arrays.items() if k not in square_kernel_sizes(arrays)) > 0
+    assert bands["type"].isna().all() and np.isfinite(bands["V_xx"] + bands["V_yy"]).all()
     dy_plus = spread[spread["type"] == "dy+"]
     assert (dy_plus["offset"] < -0.2).all()  # mass below the centre (y up)
     assert np.abs(spread["correlation"]).max() < 0.05  # separable templates

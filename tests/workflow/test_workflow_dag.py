@@ -42,13 +42,23 @@ def test_demo_dag_end_to_end(tiny_demo_run):
     log = pd.read_csv(tmp_path / "resources/weights/demo.training.csv")
     assert list(log["step"]) == [1, 2, 3]
     assert "validation accuracy" in (tmp_path / "logs/nets/train_demo_model.log").read_text()
-    # replacement: the learned baseline reproduces the training run's validation accuracy
+    # replacement: the learned baseline reproduces the training run's validation accuracy; 11 variants
+    # on the held-out split (accuracy and fidelity) and on the natural set (fidelity only)
     table = pd.read_csv(tmp_path / "results/tables/replacement.csv")
-    assert table["variant"].iloc[0] == "learned" and len(table) == 11
-    assert table["top1"].iloc[0] == pytest.approx(meta["training"]["val_accuracy"])
-    assert (table["top1_drop"] == table["top1"].iloc[0] - table["top1"]).all()
+    assert list(table["dataset"]) == ["heldout"] * 11 + ["natural"] * 11
+    assert list(table["variant"][:11]) == list(table["variant"][11:]) and table["variant"][0] == "learned"
+    heldout, natural = table[:11], table[11:]
+    assert heldout["top1"].iloc[0] == pytest.approx(meta["training"]["val_accuracy"])
+    assert (heldout["top1_drop"] == heldout["top1"].iloc[0] - heldout["top1"]).all()
+    assert natural["top1"].isna().all() and (natural["images"] == 256).all()
+    for part in (heldout, natural):  # the unmodified network, evaluated again, agrees exactly
+        assert (part["agreement"].iloc[0], part["kl"].iloc[0]) == (1.0, 0.0)
+        assert part["agreement"].between(0, 1).all() and (part["kl"] >= 0).all()
+    reference = np.load(tmp_path / "results/replacement/demo/natural/reference_logits.npy")
+    assert reference.shape == (256, 3) and reference.dtype == np.float32
     stages = pd.read_csv(tmp_path / "results/tables/replacement_stages.csv")
-    assert list(stages["stage"]) == [0, 1, 2, 3]
+    assert list(stages["stage"]) == [0, 1, 2, 3] * 2
+    assert list(stages["dataset"]) == ["heldout"] * 4 + ["natural"] * 4
     again = run_snakemake(tmp_path, "--configfile", "config.yaml", "--cores", "2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -67,7 +77,8 @@ def test_every_job_of_the_demo_run_wrote_its_log(tiny_demo_run):
             assert f"rule {rule} finished in" in path.read_text(), path
     for path in ("nets/train_demo_model.log", "nets/extract_kernels/demo.log",
                  "scalespace/fetch_published_filters.log", "clustering/select_master_keys/8.log",
-                 "replacement/replace_and_evaluate/demo/learned.log"):  # fmt: skip
+                 "replacement/reference_logits/demo/natural.log",
+                 "replacement/replace_and_evaluate/demo/heldout/learned.log"):  # fmt: skip
         assert (tiny_demo_run / "logs" / path).is_file(), path
 
 
@@ -97,16 +108,29 @@ def test_bad_config_fails_with_one_clear_message(tmp_path, overrides, message):
     assert "Traceback" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("config", ["config.yaml", ".test/config.yaml"])
-def test_demo_configs_dry_run(tmp_path, config):
-    """The default config and the tiny test config resolve offline to the same DAG: every rule but the
-    timm-only ones and fine-tuning, the bundled published filters and no network."""
-    result = run_snakemake(tmp_path, "--configfile", str(REPO_ROOT / config), "-n", env=NO_NETWORK)
+def test_demo_configs_dry_run(tmp_path):
+    """The tiny test config has every rule but the timm-only ones and fine-tuning; the default config
+    adds EfficientNet-Lite0 from its package (offline): its fetch_weights job and its share of every
+    per-model job (on the natural set only: it has no labelled set)."""
+    tiny = job_counts(run_snakemake(tmp_path, "--configfile", str(TEST_CONFIG), "-n", env=NO_NETWORK).stdout)
+    assert set(tiny) == (rule_names() - NOT_IN_DEMO) | {"all", "total"}, tiny
+    assert tiny["fetch_published_filters"] == tiny["train_demo_model"] == 1
+    result = run_snakemake(tmp_path, "--configfile", str(REPO_ROOT / "config.yaml"), "-n", env=NO_NETWORK)
     counts = job_counts(result.stdout)
-    assert set(counts) == (rule_names() - NOT_IN_DEMO) | {"all", "total"}, counts
-    assert counts["fetch_published_filters"] == counts["train_demo_model"] == 1
-    reference = job_counts(run_snakemake(tmp_path, "--configfile", str(TEST_CONFIG), "-n").stdout)
-    assert counts == reference
+    assert "resources/weights/tf_efficientnet_lite0.safetensors" in result.stdout
+    per_model = ["extract_kernels", "fit_kernels", "spread_kernels", "table_kernel_shapes"]
+    per_model += ["figure_residuals", "figure_fitted_scales", "figure_explained_share"]
+    per_model += ["figure_cluster_membership"]
+    expected = {
+        **tiny,
+        "fetch_weights": 1,
+        **{rule: 2 * tiny[rule] for rule in per_model},
+        "reference_logits": tiny["reference_logits"] + 1,
+        "replace_stages": tiny["replace_stages"] + 1,
+        "replace_and_evaluate": tiny["replace_and_evaluate"] * 3 // 2,  # + one model on one set
+    }
+    expected["total"] = sum(v for k, v in expected.items() if k != "total")
+    assert counts == expected
 
 
 def test_finetuning_joins_the_demo_dag_when_enabled(tmp_path):
@@ -117,9 +141,10 @@ def test_finetuning_joins_the_demo_dag_when_enabled(tmp_path):
     counts = job_counts(result.stdout)
     assert counts["finetune_frozen"] == 3  # learned, idealized-D1, masterkey-published; demo only
     for variant in ("learned", "idealized-D1", "masterkey-published"):
-        assert f"results/replacement/demo/finetuned-{variant}.json" in result.stdout
+        for dataset in ("heldout", "natural"):  # one job evaluates on both
+            assert f"results/replacement/demo/{dataset}/finetuned-{variant}.json" in result.stdout
         assert f"logs/replacement/finetune_frozen/demo/{variant}.log" in result.stdout
-    assert "convnext_atto.d2_in1k/finetuned-" not in result.stdout
+    assert "finetuned-" not in "".join(re.findall(r"convnext_atto\.d2_in1k/\S*", result.stdout))
 
 
 def test_paper_dag_resolves_offline(tmp_path, repo_root):
@@ -134,16 +159,25 @@ def test_paper_dag_resolves_offline(tmp_path, repo_root):
 
 
 def test_imagenet_evaluation_is_left_out_without_imagenet_val(tmp_path):
+    """Without imagenet_val a timm model is still compared with its unmodified self on the natural set."""
     config = write_config(tmp_path / "config.yaml", models=["demo", "convnext_atto.d2_in1k"])
     result = run_snakemake(tmp_path, "--configfile", str(config), "-n")
     assert "imagenet_val is not set" in result.stderr
-    assert "results/replacement/convnext_atto.d2_in1k/" not in result.stdout
-    assert "results/replacement/demo/learned.json" in result.stdout
+    assert "results/replacement/convnext_atto.d2_in1k/imagenet_val/" not in result.stdout
+    for path in ("convnext_atto.d2_in1k/natural/learned.json", "convnext_atto.d2_in1k/natural/stages.json",
+                 "demo/heldout/learned.json", "demo/natural/reference_logits.npy"):  # fmt: skip
+        assert f"results/replacement/{path}" in result.stdout, path
+    counts = job_counts(result.stdout)
+    # demo: held-out + natural; atto: natural only -> 3 (model, set) pairs
+    assert counts["reference_logits"] == counts["replace_stages"] == 3
+    assert counts["replace_and_evaluate"] == 3 * 11 and "prepare_eval_cache" not in counts
     models = ["demo", "convnext_atto.d2_in1k", "convnext_tiny.fb_in1k", "convnext_nano.d1h_in1k"]
     config = write_config(tmp_path / "config.yaml", models=models, imagenet_val=str(tmp_path / "val"))
     result = run_snakemake(tmp_path, "--configfile", str(config), "-n")
     counts = job_counts(result.stdout)
-    assert counts["replace_and_evaluate"] == 4 * 11 and counts["replace_stages"] == 4
+    # every model on its labelled set (held-out split / imagenet_val) and on the natural set
+    assert counts["replace_and_evaluate"] == 4 * 2 * 11 and counts["replace_stages"] == 4 * 2
+    assert counts["reference_logits"] == 4 * 2
     # atto.d2 and tiny.fb share 224 px / crop 0.875 / bicubic; nano.d1h crops 0.95: two caches
     assert counts["prepare_eval_cache"] == 2
     assert "imagenet_val is not set" not in result.stderr

@@ -1,7 +1,9 @@
 # Stage "clustering" ([A], [Q]; masterkey.clustering; docs/methods.md section 4): autoencoder
-# clustering of depthwise kernels and master key filter selection. Threads and resources: the
-# helpers of resources.smk. Figures and tables are report items (captions in workflow/report/);
-# the figure rules are cheap and run on the submit host under Slurm (localrule).
+# clustering of depthwise kernels and master key filter selection, each odd square kernel size on its
+# own (clustering.kernel_sizes, resolved at run time from the kernel indices: each rule handles every
+# size in its one job; the files hold every size, keyed "7x7" or with a kernel_size column).
+# Threads and resources: the helpers of resources.smk. Figures and tables are report items (captions
+# in workflow/report/); the figure rules are cheap and run on the submit host under Slurm (localrule).
 CATEGORY_CLUSTERING = "3. Clustering ([A])"
 CATEGORY_MASTER_KEYS = "4. Master key filters ([Q])"
 CLUSTERING_INPUT = {
@@ -25,10 +27,11 @@ _FIGURES = [
     f"master_keys_{CLUSTERING.num_master_keys}",
     f"master_key_error_curve_{CLUSTERING.num_master_keys}",
     *(f"cluster_membership_{model}" for model in MODELS),
+    "share_vs_accuracy",
 ]
 CLUSTERING_TARGETS = [
-    *expand("results/tables/classification.{ext}", ext=TABLE_EXTS),
-    f"results/clustering/master_keys_{CLUSTERING.num_master_keys}.npy",
+    *expand("results/tables/{name}.{ext}", name=("classification", "share_vs_accuracy"), ext=TABLE_EXTS),
+    f"results/clustering/master_keys_{CLUSTERING.num_master_keys}.npz",
     *expand(f"results/tables/master_keys_{CLUSTERING.num_master_keys}_vs_published.{{ext}}", ext=TABLE_EXTS),
     *expand("results/figures/{name}.{ext}", name=_FIGURES, ext=FIGURE_EXTS),
 ]
@@ -67,9 +70,9 @@ rule cluster:
         latents="results/clustering/latents.parquet",
     output:
         assignments="results/clustering/assignments.parquet",
-        prototypes="results/clustering/prototypes.npy",
-        decoded="results/clustering/prototypes_decoded.npy",
-        raw_prototypes="results/clustering/raw_prototypes.npy",
+        prototypes="results/clustering/prototypes.npz",
+        decoded="results/clustering/prototypes_decoded.npz",
+        raw_prototypes="results/clustering/raw_prototypes.npz",
         clusters=report(
             "results/clustering/clusters.csv",
             caption="../report/clusters.rst",
@@ -107,7 +110,8 @@ rule select_master_keys:
         model="results/clustering/autoencoder.pt",
         published=PUBLISHED_FILTERS,
     output:
-        master_keys="results/clustering/master_keys_{num_keys}.npy",
+        master_keys="results/clustering/master_keys_{num_keys}.npz",
+        key_table="results/clustering/master_keys_{num_keys}.csv",
         curve="results/clustering/master_key_error_curve_{num_keys}.csv",
         table=[
             report(
@@ -137,8 +141,8 @@ rule select_master_keys:
 
 rule figure_cluster_prototypes:
     input:
-        prototypes="results/clustering/prototypes.npy",
-        decoded="results/clustering/prototypes_decoded.npy",
+        prototypes="results/clustering/prototypes.npz",
+        decoded="results/clustering/prototypes_decoded.npz",
         clusters="results/clustering/clusters.csv",
     output:
         pdf="results/figures/cluster_prototypes.pdf",
@@ -208,7 +212,8 @@ rule figure_latent_histograms:
 
 rule figure_master_keys:
     input:
-        master_keys="results/clustering/master_keys_{num_keys}.npy",
+        master_keys="results/clustering/master_keys_{num_keys}.npz",
+        key_table="results/clustering/master_keys_{num_keys}.csv",
         comparison="results/tables/master_keys_{num_keys}_vs_published.csv",
     output:
         pdf="results/figures/master_keys_{num_keys}.pdf",
@@ -253,3 +258,57 @@ rule figure_master_key_error_curve:
         **FIGURE_RESOURCES,
     script:
         "../../scripts/clustering/figure_master_key_error_curve.py"
+
+
+rule table_share_vs_accuracy:
+    input:
+        classification="results/tables/classification.csv",
+        prototypes="results/clustering/prototypes.npz",
+        meta=expand("resources/weights/{model}.json", model=MODELS),
+    output:
+        table=[
+            report(
+                "results/tables/share_vs_accuracy.csv",
+                caption="../report/share_vs_accuracy_table.rst",
+                category=CATEGORY_CLUSTERING,
+                labels={"item": "classified share vs top-1", "paper": "[A]", "kind": "table"},
+            ),
+            "results/tables/share_vs_accuracy.md",
+            "results/tables/share_vs_accuracy.tex",
+        ],
+    log:
+        "logs/clustering/table_share_vs_accuracy.log",
+    localrule: True
+    conda:
+        "../envs/masterkey.yaml"
+    resources:
+        **FIGURE_RESOURCES,
+    params:
+        published_top1={name: spec.published_top1 for name, spec in MODELS.items()},
+        settings=CLUSTERING.as_dict(),
+        seed=config["seed"],
+    script:
+        "../../scripts/clustering/table_share_vs_accuracy.py"
+
+
+rule figure_share_vs_accuracy:
+    input:
+        table="results/tables/share_vs_accuracy.csv",
+        classification="results/tables/classification.csv",
+    output:
+        pdf="results/figures/share_vs_accuracy.pdf",
+        png=report(
+            "results/figures/share_vs_accuracy.png",
+            caption="../report/share_vs_accuracy.rst",
+            category=CATEGORY_CLUSTERING,
+            labels={"item": "classified share vs top-1", "paper": "[A]", "kind": "figure"},
+        ),
+    log:
+        "logs/clustering/figure_share_vs_accuracy.log",
+    localrule: True
+    conda:
+        "../envs/masterkey.yaml"
+    resources:
+        **FIGURE_RESOURCES,
+    script:
+        "../../scripts/clustering/figure_share_vs_accuracy.py"

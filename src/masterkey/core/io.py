@@ -24,6 +24,7 @@ __all__ = [
     "atomic_paths",
     "sha256_file",
     "write_json",
+    "write_json_each",
     "write_npy",
     "write_parquet",
     "read_json",
@@ -68,6 +69,12 @@ def write_json(data, path: str | Path) -> None:
     """Write ``data`` as indented, key-sorted JSON (atomically)."""
     with atomic_paths(path) as (temp,):
         temp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_json_each(records, paths) -> None:
+    """Write ``records[name]`` to ``paths[name]`` for every name of ``records`` (each atomically)."""
+    for name, record in records.items():
+        write_json(record, paths[name])
 
 
 def write_npy(array, path: str | Path) -> None:

@@ -51,6 +51,7 @@ __all__ = [
     "load_eval_set",
     "reference_logits",
     "load_reference_logits",
+    "load_evaluations",
     "evaluation_metrics",
     "apply_variant",
     "evaluate_variant",
@@ -147,6 +148,19 @@ def load_reference_logits(path, eval_set: EvalSet, max_images: int | None = None
             path, f"holds logits of shape {logits.shape} but {count} inputs of {eval_set.name} are evaluated"
         )
     return logits
+
+
+def load_evaluations(
+    reference_paths: Mapping[str, str], meta: dict, *, max_images: int | None = None, **eval_set_options
+) -> dict[str, tuple[EvalSet, np.ndarray]]:
+    """``{dataset: (eval_set, reference_logits)}`` for every dataset of ``reference_paths``
+    (:func:`load_eval_set` with ``eval_set_options``, :func:`load_reference_logits`), the
+    evaluations of :func:`masterkey.replacement.finetune.finetune_variant`."""
+    evaluations = {}
+    for dataset, path in reference_paths.items():
+        eval_set = load_eval_set(dataset, meta, **eval_set_options)
+        evaluations[dataset] = (eval_set, load_reference_logits(path, eval_set, max_images))
+    return evaluations
 
 
 def evaluation_metrics(eval_set: EvalSet, reference: np.ndarray | None = None) -> list[Metric]:
