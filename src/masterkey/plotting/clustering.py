@@ -78,6 +78,11 @@ HEADER = 0.45
 """Inches above each size's kernel grid for its heading and the first row of panel titles."""
 
 
+def _size_block_title(subfig, text: str) -> None:
+    """The bold title at the top left of one kernel size's block of a figure."""
+    subfig.suptitle(text, fontsize=7, fontweight="bold", x=0.01, y=0.995, ha="left", va="top")
+
+
 def _kernel_grid(subfig, count: int, rows_per_block: int, per_row: int, height: float):
     """Axes for ``count`` kernels in blocks of ``per_row`` columns, ``rows_per_block`` rows each, in a
     subfigure ``height`` inches high (its top :data:`HEADER` inches left for the titles)."""
@@ -142,14 +147,8 @@ def plot_prototypes(
                 top.set_ylabel("member mean", fontsize=6)
                 if bottom is not None:
                     bottom.set_ylabel("decoded", fontsize=6)
-        subfig.suptitle(
-            f"{size} kernels: {len(protos)} clusters of {int(table['size'].sum()):,} kernels",
-            fontsize=7,
-            fontweight="bold",
-            x=0.01,
-            y=0.995,
-            ha="left",
-            va="top",
+        _size_block_title(
+            subfig, f"{size} kernels: {len(protos)} clusters of {int(table['size'].sum()):,} kernels"
         )
         _shared_colorbar(subfig, image, axes.ravel().tolist())
     fig.suptitle(
@@ -332,15 +331,7 @@ def plot_master_keys(
             if len(published)
             else "no published filters of this size"
         )
-        subfig.suptitle(
-            f"{size}: {len(filters)} master keys ({where})",
-            fontsize=7,
-            fontweight="bold",
-            x=0.01,
-            y=0.995,
-            ha="left",
-            va="top",
-        )
+        _size_block_title(subfig, f"{size}: {len(filters)} master keys ({where})")
         _shared_colorbar(subfig, image, axes.ravel().tolist())
     fig.suptitle(
         "Master key filters per kernel size: automatic type and latent code z", fontsize=8, y=1.0, va="bottom"
