@@ -21,6 +21,7 @@ from .clustering import (
     plot_latent_histograms,
     plot_master_keys,
     plot_prototypes,
+    plot_share_vs_accuracy,
 )
 from .replacement import plot_replacement_accuracy, plot_replacement_stages
 from .scalespace import (
@@ -48,6 +49,7 @@ __all__ = [
     "plot_latent_histograms",
     "plot_master_keys",
     "plot_error_curve",
+    "plot_share_vs_accuracy",
     "plot_replacement_accuracy",
     "plot_replacement_stages",
 ]
