@@ -116,3 +116,66 @@ def tiny_demo_run(tmp_path_factory) -> Path:
     shutil.copy(TEST_CONFIG, workdir / "config.yaml")
     run_snakemake(workdir, "--configfile", "config.yaml", "--cores", "2")
     return workdir
+
+
+CIFAR10_TEST_CLASSES = tuple("airplane automobile bird cat deer dog frog horse ship truck".split())
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar10(tmp_path_factory):
+    """CIFAR-10's python batches in the real format (``<root>/cifar-10-batches-py``: data_batch_1..5,
+    test_batch, batches.meta), 2 images per class in each batch with planted pixels and labels.
+
+    Returns a namespace: ``root`` (the folder above the batches), ``train_images`` ``(100, 32, 32, 3)``
+    uint8 and ``train_labels`` (batches 1..5 in order), ``test_images``, ``test_labels`` (20), ``classes``.
+    """
+    import pickle
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("cifar10")
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(10)
+    written = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = rng.permutation(np.repeat(np.arange(10), 2)).tolist()
+        images = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)  # rows, columns, RGB
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": labels,
+            b"data": images.transpose(0, 3, 1, 2).reshape(20, 3072),  # R, G, B planes, row-major
+            b"filenames": [f"{name}_{i}.png".encode() for i in range(20)],
+        }
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+        written[name] = (images, labels)
+    names = [c.encode() for c in CIFAR10_TEST_CLASSES]
+    meta = {b"num_cases_per_batch": 20, b"label_names": names, b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    train = [written[f"data_batch_{i}"] for i in range(1, 6)]
+    return SimpleNamespace(
+        root=root,
+        train_images=np.concatenate([images for images, _ in train]),
+        train_labels=[label for _, labels in train for label in labels],
+        test_images=written["test_batch"][0],
+        test_labels=written["test_batch"][1],
+        classes=list(CIFAR10_TEST_CLASSES),
+    )
+
+
+TINY_IMAGE_FOLDER = {"n01440764": 3, "n01443537": 2, "n15075141": 2}
+"""Class folders of :func:`tiny_image_folder` (ImageNet-1k WordNet ids 0, 1, 999) and their image counts."""
+
+
+@pytest.fixture(scope="session")
+def tiny_image_folder(tmp_path_factory):
+    """A class-folder image set (``root/<wnid>/*.png|*.JPEG``) with :data:`TINY_IMAGE_FOLDER`'s
+    classes and counts, 24x20..30 pixel images (PNG and JPEG alternating); returns ``root``."""
+    root = tmp_path_factory.mktemp("image_folder")
+    for c, (wnid, count) in enumerate(TINY_IMAGE_FOLDER.items()):
+        (root / wnid).mkdir()
+        for i in range(count):
+            image = make_image(100 * c + i, 24, 20 + 5 * i)
+            image.save(root / wnid / (f"{wnid}_{i}.png" if i % 2 == 0 else f"{wnid}_{i}.JPEG"))
+    return root

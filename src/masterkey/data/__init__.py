@@ -4,7 +4,8 @@
 * :mod:`.published` - the 8 published master key filters, shipped with the package;
 * :mod:`.preprocessing` - timm's evaluation preprocessing of a checkpoint;
 * :mod:`.imagenet` - ImageNet-style image folders and label files;
-* :mod:`.evalcache` - evaluation sets and the decoded uint8 evaluation cache.
+* :mod:`.evalcache` - evaluation sets and the decoded uint8 evaluation cache;
+* :mod:`.training_sets` - training sets of the training engine (ImageNet-1k folders, CIFAR-10, demo crops).
 
 References
 ----------
@@ -39,6 +40,13 @@ from .published import (
     load_master_key_filters,
     parse_master_key_filters,
 )
+from .training_sets import (
+    TRAINING_SETS,
+    DemoCrops,
+    cifar10_dataset,
+    image_folder_dataset,
+    require_dataset,
+)
 
 __all__ = [
     "DemoSettings",
@@ -60,4 +68,9 @@ __all__ = [
     "load_eval_cache",
     "eval_cache_files",
     "preprocessing_with_key",
+    "TRAINING_SETS",
+    "DemoCrops",
+    "cifar10_dataset",
+    "image_folder_dataset",
+    "require_dataset",
 ]

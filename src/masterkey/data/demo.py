@@ -27,6 +27,7 @@ __all__ = [
     "DemoDataset",
     "load_bundled_image",
     "split_train_val",
+    "random_crop",
     "demo_dataset",
 ]
 
@@ -120,10 +121,7 @@ class DemoDataset:
         crops = torch.empty(batch_size, 3, self.crop_size, self.crop_size)
         flips = torch.rand(batch_size, generator=generator) < 0.5
         for i, label in enumerate(labels.tolist()):
-            region = self.train_regions[label]
-            top = int(torch.randint(region.shape[1] - self.crop_size + 1, (1,), generator=generator))
-            left = int(torch.randint(region.shape[2] - self.crop_size + 1, (1,), generator=generator))
-            crop = region[:, top : top + self.crop_size, left : left + self.crop_size]
+            crop = random_crop(self.train_regions[label], self.crop_size, generator)
             crops[i] = crop.flip(-1) if flips[i] else crop
         return crops, labels
 
@@ -132,6 +130,18 @@ class DemoDataset:
         from .evalcache import EvalSet
 
         return EvalSet(self.val_images, self.val_labels.numpy(), mean=None, std=None, name="demo")
+
+
+def random_crop(
+    region: torch.Tensor, crop_size: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A ``(C, crop_size, crop_size)`` view of ``region`` ``(C, H, W)`` at a uniformly random position.
+
+    Draws the top row, then the left column, from ``generator`` (``None``: torch's global RNG).
+    """
+    top = int(torch.randint(region.shape[1] - crop_size + 1, (1,), generator=generator))
+    left = int(torch.randint(region.shape[2] - crop_size + 1, (1,), generator=generator))
+    return region[:, top : top + crop_size, left : left + crop_size]
 
 
 def _normalise(region: np.ndarray) -> torch.Tensor:
@@ -171,9 +181,7 @@ def build_demo_dataset(
         train_regions.append(_normalise(train))
         val_region = _normalise(val)
         for _ in range(val_crops_per_class):
-            top = int(torch.randint(val_region.shape[1] - crop_size + 1, (1,), generator=generator))
-            left = int(torch.randint(val_region.shape[2] - crop_size + 1, (1,), generator=generator))
-            val_images.append(val_region[:, top : top + crop_size, left : left + crop_size])
+            val_images.append(random_crop(val_region, crop_size, generator))
             val_labels.append(label)
     return DemoDataset(
         class_names=list(images),
