@@ -14,13 +14,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import jsonschema
 import yaml
 
 from .errors import ConfigError, UserError
@@ -84,20 +84,29 @@ def _extend_with_defaults(validator_class):
                     instance[key] = copy.deepcopy(subschema["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
+    import jsonschema
+
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-_DefaultFillingValidator = _extend_with_defaults(jsonschema.Draft202012Validator)
+@functools.cache
+def _default_filling_validator():
+    """jsonschema's Draft 2020-12 validator that fills defaults (jsonschema is imported here, not
+    at module load: the training engine and the GPU check use this module's settings classes
+    where only torch, timm and the scientific stack are installed)."""
+    import jsonschema
+
+    return _extend_with_defaults(jsonschema.Draft202012Validator)
 
 
-def _key_path(error: jsonschema.ValidationError) -> str:
+def _key_path(error) -> str:
     parts = []
     for part in error.absolute_path:
         parts.append(f"[{part}]" if isinstance(part, int) else f".{part}")
     return "".join(parts).lstrip(".") or "<top level>"
 
 
-def _describe(error: jsonschema.ValidationError, schema: dict) -> str:
+def _describe(error, schema: dict) -> str:
     where = _key_path(error)
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
@@ -135,7 +144,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     if not isinstance(config, Mapping):
         raise UserError(f"the config must be a mapping of keys to values, got {type(config).__name__}")
     schema = schema if schema is not None else load_schema()
-    validator = _DefaultFillingValidator(schema)
+    validator = _default_filling_validator()(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         raise ConfigError(_key_path(errors[0]), _describe(errors[0], schema), verbatim=True)

@@ -27,12 +27,13 @@ from .checkpoints import (
 )
 from .demo import (
     DemoTraining,
-    demo_batches,
+    create_demo_network,
+    demo_recipe,
     depthwise_structure,
     evaluate_demo,
-    fit_demo_recipe,
     save_demo_model,
     train_demo_model,
+    train_on_demo,
 )
 from .deploy import deploy_form, is_reparameterizable
 from .depthwise import (
@@ -69,8 +70,9 @@ __all__ = [
     "DemoTraining",
     "train_demo_model",
     "evaluate_demo",
-    "demo_batches",
+    "create_demo_network",
+    "demo_recipe",
     "depthwise_structure",
     "save_demo_model",
-    "fit_demo_recipe",
+    "train_on_demo",
 ]

@@ -1,16 +1,15 @@
 """The embedded demo network: a small timm ConvNeXt trained from scratch on the demo dataset.
 
-Deterministic from the config seed on a given machine and thread count
-(:func:`masterkey.training.runtime.deterministic`; the batches come from a generator seeded with
-``seed + 1``).  Recipe: AdamW with linear warm-up and cosine decay
-(:func:`masterkey.training.loop.warmup_cosine`), label smoothing 0.1, through the project's one
-training loop (:func:`masterkey.training.loop.fit`); the held-out crops are evaluated every
-``eval_every`` steps.
+Deterministic from the config seed on a given machine type, torch version and thread count
+(:func:`masterkey.training.runtime.deterministic`; initialisation from ``seed``, data order and
+augmentation from ``seed + 1``).  Recipe (:func:`demo_recipe`): AdamW with linear warm-up and
+cosine decay, label smoothing 0.1, through the project's training engine
+(:func:`masterkey.training.engine.train`); the held-out crops are evaluated every ``eval_every``
+updates.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from functools import partial
 
@@ -22,10 +21,12 @@ from torch import nn
 
 from ..core.io import atomic_paths
 from ..data.demo import DemoDataset, DemoSettings, demo_dataset
+from ..data.training_sets import DemoCrops
 from ..kernels.conventions import centre_share
 from ..kernels.similarity import max_abs_cosine
+from ..training.engine import RunSettings, TrainingRun, train
 from ..training.evaluate import MeanLoss, TopK, evaluate
-from ..training.loop import fit, warmup_cosine
+from ..training.recipe import Recipe
 from ..training.runtime import deterministic
 from .checkpoints import model_metadata, save_checkpoint
 from .depthwise import find_depthwise_convs
@@ -34,8 +35,9 @@ __all__ = [
     "DemoTraining",
     "depthwise_structure",
     "evaluate_demo",
-    "demo_batches",
-    "fit_demo_recipe",
+    "demo_recipe",
+    "create_demo_network",
+    "train_on_demo",
     "train_demo_model",
     "save_demo_model",
 ]
@@ -91,89 +93,60 @@ def depthwise_structure(model: nn.Module, references: np.ndarray) -> dict:
 
 
 def evaluate_demo(model: nn.Module, dataset: DemoDataset) -> dict:
-    """``val_accuracy`` (top-1) and ``val_loss`` (mean cross-entropy) on the held-out crops."""
+    """``val_accuracy`` (top-1) and ``val_loss`` (mean cross-entropy) on the held-out crops, on the
+    device the model is on."""
     metrics = [
         TopK((1,), names=("val_accuracy",)),
         MeanLoss(partial(nn.functional.cross_entropy, reduction="sum"), "val_loss", reduction="sum"),
     ]
-    result = evaluate(model, dataset.eval_set(), metrics, batch_size=256, device="cpu", channels_last=False)
+    device = next(model.parameters()).device
+    result = evaluate(model, dataset.eval_set(), metrics, batch_size=256, device=device, channels_last=False)
     return {"val_accuracy": result["val_accuracy"], "val_loss": result["val_loss"]}
 
 
-def demo_batches(dataset: DemoDataset, batch_size: int, seed: int):
-    """Endless random training batches of the demo (crops, labels) from a generator seeded ``seed``."""
-    generator = torch.Generator().manual_seed(seed)
-    while True:
-        yield dataset.sample_batch(batch_size, generator)
+def demo_recipe(settings: DemoSettings, **overrides) -> Recipe:
+    """The demo's training recipe: AdamW (``learning_rate``, ``weight_decay``; none on biases and
+    norms), linear warm-up over ``warmup_steps`` then cosine decay, label smoothing 0.1, batches of
+    ``batch_size`` random crops, evaluation every ``eval_every`` updates.  ``overrides`` replace
+    fields (the frozen-filter fine-tuning changes the length and the rate)."""
+    fields = dict(steps=settings.steps, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+                  weight_decay=settings.weight_decay, warmup_steps=settings.warmup_steps,
+                  eval_every=settings.eval_every, smoothing=0.1)  # fmt: skip
+    return Recipe(**{**fields, **overrides})
 
 
-def fit_demo_recipe(
-    model: nn.Module,
-    parameters,
-    dataset: DemoDataset,
-    *,
-    steps: int,
-    learning_rate: float,
-    weight_decay: float,
-    warmup: int,
-    batch_size: int,
-    seed: int,
-    evaluate_every: int = 0,
-    desc: str = "train",
-) -> pd.DataFrame:
-    """Train ``parameters`` of ``model`` with the demo recipe; returns the per-step log of
-    :func:`masterkey.training.loop.fit`.
-
-    The recipe: AdamW (``learning_rate``, ``weight_decay``), cross-entropy with label smoothing
-    0.1, linear warm-up over ``warmup`` steps then cosine decay
-    (:func:`masterkey.training.loop.warmup_cosine`), batches of random crops of the demo's training
-    regions from a generator seeded ``seed`` (:func:`demo_batches`), the held-out crops evaluated
-    every ``evaluate_every`` steps (0: never).
-    """
-    optimiser = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
-    return fit(
-        model,
-        demo_batches(dataset, batch_size, seed),
-        optimiser,
-        nn.CrossEntropyLoss(label_smoothing=0.1),
-        steps,
-        lr_at=partial(warmup_cosine, base=learning_rate, warmup=warmup, total=steps),
-        evaluate_every=evaluate_every,
-        evaluation=(lambda: evaluate_demo(model, dataset)) if evaluate_every else None,
-        desc=desc,
-    )
+def create_demo_network(settings: DemoSettings, num_classes: int, seed: int) -> nn.Module:
+    """The demo architecture, freshly initialised from ``seed`` (timm ``create_model``)."""
+    torch.manual_seed(seed)
+    return timm.create_model(settings.architecture, pretrained=False, num_classes=num_classes,
+                             **settings.model_kwargs)  # fmt: skip
 
 
-def train_demo_model(settings: DemoSettings, seed: int, references: np.ndarray) -> DemoTraining:
+def train_on_demo(model: nn.Module, dataset: DemoDataset, recipe: Recipe, seed: int, *, run_dir=None,
+                  settings: RunSettings | None = None, desc: str = "train demo") -> TrainingRun:  # fmt: skip
+    """Train ``model`` on random crops of the demo's training regions
+    (:class:`~masterkey.data.training_sets.DemoCrops`) with the engine, evaluating on the held-out
+    crops; one CPU process by default (``settings``: :class:`RunSettings` of the run)."""
+    settings = settings or RunSettings(device="cpu", workers=0)
+    evaluation = lambda m: evaluate_demo(m, dataset)  # noqa: E731
+    return train(model, DemoCrops(dataset), recipe, num_classes=dataset.num_classes, seed=seed,
+                 run_dir=run_dir, settings=settings, evaluation=evaluation, desc=desc)  # fmt: skip
+
+
+def train_demo_model(settings: DemoSettings, seed: int, references: np.ndarray, run_dir=None) -> DemoTraining:
     """Train the demo network of ``settings`` from scratch (see the module docstring).
 
     ``references`` are the published filters ``(8, 7, 7)``, used only for the structure measures
     recorded before and after training (:func:`depthwise_structure`).  Runs on the CPU with
-    torch's current thread count (set from the rule's threads).
+    torch's current thread count (set from the rule's threads); ``run_dir`` keeps the engine's
+    checkpoints and metrics (None: none).
     """
-    torch.manual_seed(seed)
     with deterministic():
         dataset = demo_dataset(settings, seed)
-        model = timm.create_model(
-            settings.architecture, pretrained=False, num_classes=dataset.num_classes, **settings.model_kwargs
-        )
+        model = create_demo_network(settings, dataset.num_classes, seed)
         structure_before = depthwise_structure(model, references)
         accuracy_before = evaluate_demo(model, dataset)["val_accuracy"]
-        started = time.perf_counter()
-        log = fit_demo_recipe(
-            model,
-            model.parameters(),
-            dataset,
-            steps=settings.steps,
-            learning_rate=settings.learning_rate,
-            weight_decay=settings.weight_decay,
-            warmup=settings.warmup_steps,
-            batch_size=settings.batch_size,
-            seed=seed + 1,
-            evaluate_every=settings.eval_every,
-            desc="train demo",
-        )
-        wall = time.perf_counter() - started
+        run = train_on_demo(model, dataset, demo_recipe(settings), seed + 1, run_dir=run_dir)
         final = evaluate_demo(model, dataset)
     summary = {
         "classes": dataset.class_names,
@@ -183,13 +156,14 @@ def train_demo_model(settings: DemoSettings, seed: int, references: np.ndarray) 
         "val_accuracy_before": accuracy_before,
         "val_accuracy": final["val_accuracy"],
         "val_loss": final["val_loss"],
-        "train_seconds": round(wall, 1),
+        "train_seconds": run.summary["train_seconds"],
         "threads": torch.get_num_threads(),
         "structure_before": structure_before,
         "structure_after": depthwise_structure(model, references),
+        "engine": run.summary,
     }
     model.eval()
-    return DemoTraining(model, dataset, log, summary)
+    return DemoTraining(model, dataset, run.log, summary)
 
 
 def save_demo_model(training: DemoTraining, settings: DemoSettings, seed: int, weights_path, meta_path,

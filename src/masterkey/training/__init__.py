@@ -1,7 +1,11 @@
-"""Training and evaluation: one training loop, one evaluation loop, one runtime setup.
+"""Training and evaluation: the training engine, one evaluation loop, one runtime setup.
 
 * :mod:`.runtime` - device, threads, determinism;
-* :mod:`.loop` - :func:`training_steps` / :func:`fit` and the warm-up + cosine schedule;
+* :mod:`.recipe` - :class:`Recipe`: a training recipe built with timm's factories;
+* :mod:`.engine` - :func:`train`: checkpoints, exact resume, accumulation, AMP, DDP, metrics log;
+* :mod:`.sampling` - the seeded data order and per-sample augmentation seeds;
+* :mod:`.distributed` - torchrun processes (:func:`launch`) and their process group;
+* :mod:`.loop` - :func:`training_steps` over in-memory tensors (the kernel autoencoder);
 * :mod:`.evaluate` - :func:`evaluate` with pluggable metrics (:class:`TopK`, :class:`MeanLoss`).
 
 References
@@ -9,8 +13,11 @@ References
 None: this package implements no paper.
 """
 
+from .distributed import DistributedContext, distributed_context, launch
+from .engine import RunSettings, TrainingRun, train
 from .evaluate import MeanLoss, Metric, TopK, evaluate, tensor_batches
-from .loop import TrainStep, fit, training_steps, warmup_cosine
+from .loop import TrainStep, training_steps
+from .recipe import Recipe
 from .runtime import deterministic, resolve_device, set_threads, threads
 
 __all__ = [
@@ -19,9 +26,14 @@ __all__ = [
     "threads",
     "deterministic",
     "TrainStep",
-    "warmup_cosine",
     "training_steps",
-    "fit",
+    "Recipe",
+    "RunSettings",
+    "TrainingRun",
+    "train",
+    "DistributedContext",
+    "distributed_context",
+    "launch",
     "Metric",
     "TopK",
     "MeanLoss",
