@@ -260,6 +260,7 @@ def figure_renderers() -> dict:
         "plot_share_vs_accuracy": _save(lambda: cl.plot_share_vs_accuracy(*share_vs_accuracy_inputs(result))),
         "plot_replacement_accuracy": _save(lambda: rp.plot_replacement_accuracy(data["replacement"])),
         "plot_replacement_stages": _save(lambda: rp.plot_replacement_stages(data["stages"])),
+        "plot_frozen_keys": _save(lambda: rp.plot_frozen_keys(frozen_keys_curves_table())),
     }
 
 
@@ -332,6 +333,18 @@ def plotting_functions() -> set[str]:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("plot_")
         }
     return names
+
+
+def frozen_keys_curves_table():
+    """Two models' [Q] runs: every run evaluated every 2 updates (one run never evaluated)."""
+    rows = []
+    for model in ("demo", "other"):
+        for run, level in (("learned", 0.8), ("keys-published", 0.7), ("random-8", 0.3)):
+            for step in range(1, 7):
+                evaluated = step % 2 == 0 and model == "demo" or run == "learned"
+                accuracy = level * step / 6 if evaluated else None
+                rows.append({"model": model, "run": run, "step": step, "val_accuracy": accuracy})
+    return pd.DataFrame(rows)
 
 
 def test_every_figure_function_has_a_fixture():

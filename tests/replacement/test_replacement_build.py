@@ -12,6 +12,7 @@ from masterkey.core.errors import ConfigError, StaleFileError
 from masterkey.data.evalcache import EvalSet
 from masterkey.kernels.similarity import affine_fit, best_match
 from masterkey.kernels.store import save_kernels
+from masterkey.nets.demo import train_on_demo
 from masterkey.nets.depthwise import apply_kernels, extract_kernels
 from masterkey.replacement.build import VariantInputs, build_variant
 from masterkey.replacement.evaluation import (
@@ -19,13 +20,13 @@ from masterkey.replacement.evaluation import (
     evaluate_variant,
     load_variant_inputs,
 )
-from masterkey.replacement.finetune import finetune_frozen_depthwise
-from masterkey.replacement.settings import FinetuneSettings
+from masterkey.replacement.frozen import freeze_depthwise
 from masterkey.replacement.tables import replacement_table
 from masterkey.replacement.variants import parse_variant
 from masterkey.scalespace.models import templates_from_fits
 from masterkey.scalespace.templates import idealized_templates
 from masterkey.training.evaluate import evaluate
+from masterkey.training.recipe import Recipe
 
 
 @pytest.fixture(scope="module")
@@ -300,13 +301,13 @@ def test_finetune_keeps_depthwise_kernels_frozen_and_trains_the_rest():
     torch.manual_seed(0)
     model = timm.create_model("convnext_atto", pretrained=False, num_classes=dataset.num_classes)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    settings = FinetuneSettings(steps=2, learning_rate=1e-3, batch_size=4)
-    log = finetune_frozen_depthwise(model, dataset, settings, seed=0)
-    assert list(log["step"]) == [1, 2]
-    for name, parameter in model.named_parameters():
+    freeze_depthwise(model)
+    recipe = Recipe(steps=2, batch_size=4, learning_rate=1e-3, weight_decay=0.05)
+    run = train_on_demo(model, dataset, recipe, 0)
+    assert list(run.log["step"]) == [1, 2]
+    for name, parameter in model.named_parameters():  # the engine's AdamW never sees the frozen weights
         frozen = name.endswith("conv_dw.weight")
         assert torch.equal(parameter, before[name]) == frozen, name
-        assert parameter.requires_grad  # restored afterwards
 
 
 def test_replacement_table_puts_the_baseline_first_and_computes_drops():
@@ -322,3 +323,8 @@ def test_replacement_table_puts_the_baseline_first_and_computes_drops():
     assert best_idealized_method(results) == "C1"
     with pytest.raises(ValueError, match="no learned baseline"):
         replacement_table(results[:2])
+    # fine-tuned variants are measured against the same recipe on the learned kernels
+    tuned = [record("m", "finetuned-learned", 0.85), record("m", "finetuned-random", 0.5)]
+    table = replacement_table(results + tuned, ["learned", "idealized-C1", "idealized-B", "random"])
+    assert list(table["variant"][-2:]) == ["finetuned-learned", "finetuned-random"]
+    np.testing.assert_allclose(table["top1_drop"].iloc[-2:], [0.0, 0.35])

@@ -15,8 +15,8 @@ from masterkey.nets.checkpoints import load_checkpoint
 pytestmark = pytest.mark.slow
 
 # Rules not in the demo DAG: the timm-only ones (the demo trains its own model and evaluates on its own
-# split) and the optional fine-tuning (replacement.finetune.enabled: false by default).
-NOT_IN_DEMO = {"fetch_weights", "prepare_eval_cache", "finetune_frozen"}
+# split).
+NOT_IN_DEMO = {"fetch_weights", "prepare_eval_cache"}
 
 
 def rule_names() -> set[str]:
@@ -44,12 +44,30 @@ def test_demo_dag_end_to_end(tiny_demo_run):
     assert "validation accuracy" in (tmp_path / "logs/nets/train_demo_model.log").read_text()
     # replacement: the learned baseline reproduces the training run's validation accuracy; 11 variants
     # on the held-out split (accuracy and fidelity) and on the natural set (fidelity only)
+    # + the 3 fine-tuned variants of .test/config.yaml, their drops against finetuned-learned
     table = pd.read_csv(tmp_path / "results/tables/replacement.csv")
-    assert list(table["dataset"]) == ["heldout"] * 11 + ["natural"] * 11
-    assert list(table["variant"][:11]) == list(table["variant"][11:]) and table["variant"][0] == "learned"
-    heldout, natural = table[:11], table[11:]
+    assert list(table["dataset"]) == ["heldout"] * 14 + ["natural"] * 14
+    assert list(table["variant"][:14]) == list(table["variant"][14:]) and table["variant"][0] == "learned"
+    finetuned = ["finetuned-learned", "finetuned-idealized-D1", "finetuned-masterkey-published"]
+    assert list(table["variant"][11:14]) == finetuned
+    heldout, natural = table[:11], table[14:25]
     assert heldout["top1"].iloc[0] == pytest.approx(meta["training"]["val_accuracy"])
     assert (heldout["top1_drop"] == heldout["top1"].iloc[0] - heldout["top1"]).all()
+    tuned = table[11:14]
+    assert (tuned["top1_drop"] == tuned["top1"].iloc[0] - tuned["top1"]).all()
+    for variant in ("learned", "idealized-D1", "masterkey-published"):
+        tuned_model, tuned_meta = load_checkpoint(
+            *(tmp_path / f"results/finetune/demo/{variant}.{ext}" for ext in ("safetensors", "json"))
+        )
+        assert tuned_meta["training"]["updates"] == 2 and tuned_meta["replacement"]["variant"] == variant
+        frozen = tuned_model.stages[0].blocks[0].conv_dw.weight.detach().numpy()[:, 0]
+        if variant == "learned":  # frozen: the fine-tuned network keeps the learned kernels bit for bit
+            np.testing.assert_array_equal(frozen, arrays["7x7"][:40])
+    # [Q]: learned (the demo network) and three frozen settings, trained at the demo's budget
+    frozen_table = pd.read_csv(tmp_path / "results/tables/frozen_keys.csv")
+    assert list(frozen_table["run"]) == ["learned", "keys-published", "keys-8", "random-8"]
+    assert frozen_table["val_accuracy"].iloc[0] == pytest.approx(meta["training"]["val_accuracy"])
+    assert (frozen_table["updates"] == 3).all()
     assert natural["top1"].isna().all() and (natural["images"] == 256).all()
     for part in (heldout, natural):  # the unmodified network, evaluated again, agrees exactly
         assert (part["agreement"].iloc[0], part["kl"].iloc[0]) == (1.0, 0.0)
@@ -109,7 +127,7 @@ def test_bad_config_fails_with_one_clear_message(tmp_path, overrides, message):
 
 
 def test_demo_configs_dry_run(tmp_path):
-    """The tiny test config has every rule but the timm-only ones and fine-tuning; the default config
+    """The tiny test config has every rule but the timm-only ones; the default config
     adds EfficientNet-Lite0 from its package (offline): its fetch_weights job and its share of every
     per-model job (on the natural set only: it has no labelled set)."""
     tiny = job_counts(run_snakemake(tmp_path, "--configfile", str(TEST_CONFIG), "-n", env=NO_NETWORK).stdout)
@@ -128,23 +146,42 @@ def test_demo_configs_dry_run(tmp_path):
         "reference_logits": tiny["reference_logits"] + 1,
         "replace_stages": tiny["replace_stages"] + 1,
         "replace_and_evaluate": tiny["replace_and_evaluate"] * 3 // 2,  # + one model on one set
+        # the demo fine-tunes 9 variants (3 in the tiny config), each evaluated on 2 sets
+        "finetune_frozen": 9,
+        "evaluate_finetuned": 18,
     }
     expected["total"] = sum(v for k, v in expected.items() if k != "total")
     assert counts == expected
 
 
-def test_finetuning_joins_the_demo_dag_when_enabled(tmp_path):
-    replacement = {"finetune": {"enabled": True}}
+def test_training_jobs_need_imagenet_train_and_a_recipe(tmp_path):
+    """Fine-tuning and [Q] of a timm model join the DAG only with imagenet_train and a recipe; without,
+    they are left out with one line and the demo's stay."""
+    recipe = {"steps": 10, "batch_size": 8}
+    replacement = {"finetune": {"enabled": True, "recipe": recipe}}
+    frozen = {"models": ["demo", "convnext_atto.d2_in1k"], "recipe": recipe}
     models = ["demo", "convnext_atto.d2_in1k"]
-    config = write_config(tmp_path / "config.yaml", models=models, replacement=replacement)
+    settings = {"models": models, "replacement": replacement, "frozen_keys": frozen}
+    config = write_config(tmp_path / "config.yaml", **settings)
     result = run_snakemake(tmp_path, "--configfile", str(config), "-n")
     counts = job_counts(result.stdout)
     assert counts["finetune_frozen"] == 3  # learned, idealized-D1, masterkey-published; demo only
+    assert counts["evaluate_finetuned"] == 3 * 2  # on the held-out split and the natural set
+    assert counts["train_frozen_keys"] == 3  # the demo's learned run is the demo network itself
     for variant in ("learned", "idealized-D1", "masterkey-published"):
-        for dataset in ("heldout", "natural"):  # one job evaluates on both
+        for dataset in ("heldout", "natural"):
             assert f"results/replacement/demo/{dataset}/finetuned-{variant}.json" in result.stdout
         assert f"logs/replacement/finetune_frozen/demo/{variant}.log" in result.stdout
     assert "finetuned-" not in "".join(re.findall(r"convnext_atto\.d2_in1k/\S*", result.stdout))
+    assert result.stderr.count("training jobs of 1 timm model(s) are left out") == 1
+    (tmp_path / "train" / "n01440764").mkdir(parents=True)
+    config = write_config(tmp_path / "config.yaml", **settings, imagenet_train=str(tmp_path / "train"))
+    result = run_snakemake(tmp_path, "--configfile", str(config), "-n")
+    counts = job_counts(result.stdout)
+    assert counts["finetune_frozen"] == 6 and counts["train_frozen_keys"] == 3 + 4
+    assert "results/frozen_keys/convnext_atto.d2_in1k/learned.safetensors" in result.stdout
+    assert "results/replacement/convnext_atto.d2_in1k/natural/finetuned-idealized-D1.json" in result.stdout
+    assert "are left out" not in result.stderr
 
 
 def test_paper_dag_resolves_offline(tmp_path, repo_root):

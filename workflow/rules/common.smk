@@ -8,6 +8,8 @@ from snakemake.exceptions import WorkflowError
 from masterkey.clustering.settings import ClusteringSettings
 from masterkey.core.config import model_specs, validate_config
 from masterkey.data.demo import DemoSettings
+from masterkey.nets.demo import demo_recipe
+from masterkey.replacement.finetune import frozen_keys_name
 from masterkey.core.errors import UserError
 from masterkey.nets.checkpoints import check_model_spec
 from masterkey.nets.sources import weights_input
@@ -40,6 +42,56 @@ FIGURE_EXTS = ("png", "pdf")  # every figure likewise
 def alternatives(names):
     """Regex matching exactly one of ``names`` (matches nothing for an empty list)."""
     return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+# -- training jobs of the replacement stage (rules finetune_frozen, train_frozen_keys); the names they
+# use (RUN, DEMO, FINETUNE, FROZEN_KEYS_K, IMAGENET_TRAIN, EVAL_CACHE_INPUT) are set in replacement.smk.
+def training_params(model, recipe):
+    """Params of a training job: the recipe, the runtime (the demo's crops load in the main
+    process), the data and the seed."""
+    run = RUN.as_dict() | ({"workers": 0} if model in DEMO_MODELS else {})
+    return {
+        "recipe": recipe,
+        "run": run,
+        "demo": DEMO.as_dict(),
+        "imagenet_train": IMAGENET_TRAIN,
+        "seed": config["seed"],
+    }
+
+
+def finetune_recipe(model):
+    """The demo's recipe with replacement.finetune's length, rate and batch (warm-up 10 %), or
+    replacement.finetune.recipe for timm models."""
+    if model not in DEMO_MODELS:
+        return FINETUNE.recipe
+    steps = FINETUNE.steps
+    return demo_recipe(DEMO, steps=steps, learning_rate=FINETUNE.learning_rate, batch_size=FINETUNE.batch_size,
+                       warmup_steps=max(1, steps // 10), eval_every=max(1, steps // 4)).as_dict()  # fmt: skip
+
+
+def frozen_inputs(wildcards):
+    """The reference kernels and the keys a [Q] run needs."""
+    keys = frozen_keys_of(wildcards.run)
+    inputs = {
+        "kernels": f"results/kernels/{wildcards.model}.npz",
+        "index": f"results/kernels/{wildcards.model}.parquet",
+    }
+    if keys == "published":
+        inputs["published"] = PUBLISHED_FILTERS
+    elif keys == "own":
+        inputs["master_keys"] = f"results/clustering/master_keys_{FROZEN_KEYS_K}.npz"
+    return inputs if keys != "learned" else {}
+
+
+def frozen_keys_of(run):
+    return {frozen_keys_name(k, FROZEN_KEYS_K): k for k in ("learned", "published", "own", "random")}[run]
+
+
+def eval_cache_param(model):
+    """The ImageNet validation cache a timm model is evaluated on while training (None without)."""
+    if model in DEMO_MODELS or not IMAGENET_VAL:
+        return None
+    return EVAL_CACHE_INPUT[model]["eval_cache"]
 
 
 def all_targets():

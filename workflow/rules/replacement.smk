@@ -16,7 +16,9 @@ from masterkey.data.preprocessing import (
 )
 from masterkey.replacement.evaluation import DATASETS, HELDOUT, NATURAL
 from masterkey.replacement.evaluation import IMAGENET_VAL as IMAGENET_SET
-from masterkey.replacement.settings import ReplacementSettings
+from masterkey.replacement.finetune import frozen_keys_name
+from masterkey.replacement.settings import FrozenKeysSettings, ReplacementSettings
+from masterkey.training.engine import RunSettings
 from masterkey.replacement.variants import (
     FINETUNED_PREFIX,
     idealized_name,
@@ -32,7 +34,9 @@ try:
     REPLACEMENT = ReplacementSettings.from_config(config)
     VARIANTS = REPLACEMENT.variant_names(CLUSTERING.num_master_keys)
     FINETUNE = REPLACEMENT.finetune
-    FINETUNED = FINETUNE.result_names()
+    FINETUNE_VARIANTS = FINETUNE.variant_names()
+    FROZEN = FrozenKeysSettings.from_config(config)
+    RUN = RunSettings.from_config(config)
     CLASSES = {name: classifier_classes(name) for name in TIMM_MODELS}
     NON_1K_MODELS = [name for name in TIMM_MODELS if CLASSES[name] != IMAGENET_1K_CLASSES]
     # the decoded ImageNet images a model is evaluated on (one cache per pixel preprocessing)
@@ -51,8 +55,6 @@ LABELLED_SET = {name: [HELDOUT] for name in DEMO_MODELS} | {
 HEADLESS_MODELS = [name for name in TIMM_MODELS if CLASSES[name] == 0]  # no logits to compare
 EVAL_SETS = {name: [*LABELLED_SET[name], NATURAL] for name in MODELS if name not in HEADLESS_MODELS}
 EVAL_MODELS = list(EVAL_SETS)
-FINETUNE_MODELS = DEMO_MODELS if FINETUNE.enabled else []
-FINETUNE_SETS = (HELDOUT, NATURAL)  # the demo's fine-tuned networks are evaluated on both
 # Input function: the ImageNet cache of a model's imagenet_val jobs (the other sets are built in the job).
 eval_set_input = lambda w: EVAL_CACHE_INPUT[w.model] if w.dataset == IMAGENET_SET else {}
 if IMAGENET_VAL and NON_1K_MODELS:
@@ -85,10 +87,56 @@ VARIANT_INPUTS = {
 RESULT = "results/replacement/{model}/{dataset}/{variant}.json"
 REFERENCE = "results/replacement/{model}/{dataset}/reference_logits.npy"
 EVAL_PAIRS = [(model, dataset) for model, sets in EVAL_SETS.items() for dataset in sets]
+# Training with frozen depthwise filters: the demo model on its crops with the demo's recipe;
+# timm models on imagenet_train with the configured recipe (left out, with one line, without).
+IMAGENET_TRAIN = config["imagenet_train"]
+FINETUNE_MODELS = [
+    m
+    for m in (FINETUNE.models or MODELS)
+    if FINETUNE.enabled and (m in DEMO_MODELS or (IMAGENET_TRAIN and FINETUNE.recipe))
+]
+FROZEN_MODELS = [
+    m
+    for m in (FROZEN.models or DEMO_MODELS)
+    if FROZEN.enabled and (m in DEMO_MODELS or (IMAGENET_TRAIN and FROZEN.recipe))
+]
+FROZEN_KEYS_K = FROZEN.num_keys or CLUSTERING.num_master_keys
+FROZEN_RUNS = [frozen_keys_name(keys, FROZEN_KEYS_K) for keys in FROZEN.keys]
+_left_out = sorted(
+    {m for m in (FINETUNE.models or TIMM_MODELS) if FINETUNE.enabled and m not in FINETUNE_MODELS}
+    | {m for m in (FROZEN.models or []) if FROZEN.enabled and m not in FROZEN_MODELS}
+)
+if _left_out:
+    print(
+        f"replacement: the training jobs of {len(_left_out)} timm model(s) are left out: they need "
+        "imagenet_train (set imagenet_train: /path/to/ILSVRC2012/train) and a recipe "
+        "(replacement.finetune.recipe, frozen_keys.recipe)",
+        file=sys.stderr,
+    )
+# The sets a fine-tuned network is evaluated on: its labelled set (heldout / imagenet_val) and the
+# natural set where the head is the unmodified network's (fidelity needs comparable logits).
+FINETUNE_SETS = {
+    m: [*([HELDOUT] if m in DEMO_MODELS else [IMAGENET_SET] if IMAGENET_VAL else []),
+        *([NATURAL] if m in DEMO_MODELS or CLASSES[m] == IMAGENET_1K_CLASSES else [])]
+    for m in FINETUNE_MODELS
+}  # fmt: skip
+FINETUNED = [f"{FINETUNED_PREFIX}{v}" for v in FINETUNE_VARIANTS]
+FINETUNE_PATH = "results/finetune/{model}/{variant}"
+FROZEN_PATH = "results/frozen_keys/{model}/{run}"
+# The learned run of the demo is the demo network itself (same engine, recipe, seeds).
+FROZEN_METRICS = {
+    (m, r): (
+        "resources/weights/demo.training.csv"
+        if m in DEMO_MODELS and r == "learned"
+        else FROZEN_PATH.format(model=m, run=r) + ".metrics.csv"
+    )
+    for m in FROZEN_MODELS
+    for r in FROZEN_RUNS
+}
 REPLACEMENT_RESULTS = [
     *[RESULT.format(model=m, dataset=d, variant=v) for m, d in EVAL_PAIRS for v in VARIANTS],
-    *expand(RESULT, model=FINETUNE_MODELS, dataset=FINETUNE_SETS, variant=FINETUNED),
-]
+    *[RESULT.format(model=m, dataset=d, variant=v) for m in FINETUNE_MODELS for d in FINETUNE_SETS[m] for v in FINETUNED],
+]  # fmt: skip
 REPLACEMENT_TABLES = ["replacement", "replacement_stages"] if REPLACEMENT.stages else ["replacement"]
 REPLACEMENT_FIGURES = (
     ["replacement_accuracy", "replacement_stages"] if REPLACEMENT.stages else ["replacement_accuracy"]
@@ -97,6 +145,8 @@ REPLACEMENT_FIGURES = (
 REPLACEMENT_TARGETS = [
     *expand("results/tables/{name}.{ext}", name=REPLACEMENT_TABLES if EVAL_MODELS else [], ext=TABLE_EXTS),
     *expand("results/figures/{name}.{ext}", name=REPLACEMENT_FIGURES if EVAL_MODELS else [], ext=FIGURE_EXTS),
+    *expand("results/tables/frozen_keys.{ext}", ext=TABLE_EXTS if FROZEN_MODELS else []),
+    *expand("results/figures/frozen_keys.{ext}", ext=FIGURE_EXTS if FROZEN_MODELS else []),
 ]
 
 
@@ -206,25 +256,124 @@ rule finetune_frozen:
         meta="resources/weights/{model}.json",
         kernels="results/kernels/{model}.npz",
         index="results/kernels/{model}.parquet",
-        reference_heldout=f"results/replacement/{{model}}/{HELDOUT}/reference_logits.npy",
-        reference_natural=f"results/replacement/{{model}}/{NATURAL}/reference_logits.npy",
     output:
-        heldout=f"results/replacement/{{model}}/{HELDOUT}/{FINETUNED_PREFIX}{{variant}}.json",
-        natural=f"results/replacement/{{model}}/{NATURAL}/{FINETUNED_PREFIX}{{variant}}.json",
+        weights=f"{FINETUNE_PATH}.safetensors",
+        meta=f"{FINETUNE_PATH}.json",
+        metrics=f"{FINETUNE_PATH}.metrics.csv",
     log:
         "logs/replacement/finetune_frozen/{model}/{variant}.log",
     wildcard_constraints:
         variant=variant_pattern(),
     conda:
         "../envs/masterkey.yaml"
-    threads: GPU_THREADS
+    threads: training_threads
     resources:
-        **gpu_resources(mem_mb=16000, runtime=120),
+        **training_resources(mem_mb=64000, runtime=72 * 60),
     params:
-        **EVAL_PARAMS,
-        finetune=FINETUNE.as_dict(),
+        training=lambda w: training_params(w.model, finetune_recipe(w.model)),
+        run_dir=f"{FINETUNE_PATH}.run",
+        eval_cache=lambda w: eval_cache_param(w.model),
     script:
         "../../scripts/replacement/finetune_frozen.py"
+
+
+rule evaluate_finetuned:
+    input:
+        unpack(eval_set_input),
+        unpack(lambda w: {} if w.model in HEADLESS_MODELS else {"reference": REFERENCE.format(**w)}),
+        weights=f"{FINETUNE_PATH}.safetensors",
+        meta=f"{FINETUNE_PATH}.json",
+    output:
+        result=f"results/replacement/{{model}}/{{dataset}}/{FINETUNED_PREFIX}{{variant}}.json",
+    log:
+        "logs/replacement/evaluate_finetuned/{model}/{dataset}/{variant}.log",
+    wildcard_constraints:
+        dataset=alternatives(DATASETS),
+        variant=variant_pattern(),
+    conda:
+        "../envs/masterkey.yaml"
+    threads: GPU_THREADS
+    resources:
+        **gpu_resources(mem_mb=16000, runtime=60),
+    params:
+        **EVAL_PARAMS,
+    script:
+        "../../scripts/replacement/evaluate_finetuned.py"
+
+
+rule train_frozen_keys:
+    input:
+        unpack(frozen_inputs),
+        weights="resources/weights/{model}.safetensors",
+        meta="resources/weights/{model}.json",
+    output:
+        weights=f"{FROZEN_PATH}.safetensors",
+        meta=f"{FROZEN_PATH}.json",
+        metrics=f"{FROZEN_PATH}.metrics.csv",
+    log:
+        "logs/replacement/train_frozen_keys/{model}/{run}.log",
+    wildcard_constraints:
+        run=r"learned|keys-published|keys-\d+|random-\d+",
+    conda:
+        "../envs/masterkey.yaml"
+    threads: training_threads
+    resources:
+        **training_resources(mem_mb=64000, runtime=72 * 60),
+    params:
+        training=lambda w: training_params(
+            w.model, demo_recipe(DEMO).as_dict() if w.model in DEMO_MODELS else FROZEN.recipe
+        ),
+        key_set=lambda w: frozen_keys_of(w.run),
+        num_keys=FROZEN_KEYS_K,
+        run_dir=f"{FROZEN_PATH}.run",
+        eval_cache=lambda w: eval_cache_param(w.model),
+    script:
+        "../../scripts/replacement/train_frozen_keys.py"
+
+
+rule table_frozen_keys:
+    input:
+        metrics=list(FROZEN_METRICS.values()),
+    output:
+        report(
+            "results/tables/frozen_keys.csv",
+            caption="../report/frozen_keys_table.rst",
+            category=CATEGORY_REPLACEMENT,
+            labels={"item": "frozen master keys from scratch", "paper": "[Q]", "kind": "table"},
+        ),
+        "results/tables/frozen_keys.md",
+        "results/tables/frozen_keys.tex",
+    log:
+        "logs/replacement/table_frozen_keys.log",
+    localrule: True
+    conda:
+        "../envs/masterkey.yaml"
+    params:
+        runs=[{"model": m, "run": r, "metrics": path} for (m, r), path in FROZEN_METRICS.items()],
+    script:
+        "../../scripts/replacement/table_frozen_keys.py"
+
+
+rule figure_frozen_keys:
+    input:
+        metrics=list(FROZEN_METRICS.values()),
+    output:
+        png=report(
+            "results/figures/frozen_keys.png",
+            caption="../report/frozen_keys.rst",
+            category=CATEGORY_REPLACEMENT,
+            labels={"item": "validation accuracy with frozen filters", "paper": "[Q]", "kind": "figure"},
+        ),
+        pdf="results/figures/frozen_keys.pdf",
+    log:
+        "logs/replacement/figure_frozen_keys.log",
+    localrule: True
+    conda:
+        "../envs/masterkey.yaml"
+    params:
+        runs=[{"model": m, "run": r, "metrics": path} for (m, r), path in FROZEN_METRICS.items()],
+    script:
+        "../../scripts/replacement/figure_frozen_keys.py"
 
 
 rule table_replacement:
@@ -245,7 +394,7 @@ rule table_replacement:
     conda:
         "../envs/masterkey.yaml"
     params:
-        variants=VARIANTS + FINETUNED,
+        variants=VARIANTS + [f"{FINETUNED_PREFIX}{v}" for v in FINETUNE_VARIANTS],
     script:
         "../../scripts/replacement/table_replacement.py"
 

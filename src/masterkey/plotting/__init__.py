@@ -23,7 +23,7 @@ from .clustering import (
     plot_prototypes,
     plot_share_vs_accuracy,
 )
-from .replacement import plot_replacement_accuracy, plot_replacement_stages
+from .replacement import plot_frozen_keys, plot_replacement_accuracy, plot_replacement_stages
 from .scalespace import (
     plot_explained_share,
     plot_fitted_scales,
@@ -52,4 +52,5 @@ __all__ = [
     "plot_share_vs_accuracy",
     "plot_replacement_accuracy",
     "plot_replacement_stages",
+    "plot_frozen_keys",
 ]

@@ -21,7 +21,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from ..data.natural import NATURAL_SET
 from .style import COLUMN_WIDTH, TEXT_WIDTH, apply_style
 
-__all__ = ["plot_replacement_accuracy", "plot_replacement_stages"]
+__all__ = ["plot_replacement_accuracy", "plot_replacement_stages", "plot_frozen_keys"]
 
 MAX_MODELS_AS_BARS = 4
 KL_FLOOR = 1e-6  # nats; smaller mean KL values are drawn at this floor of the log axis
@@ -134,4 +134,26 @@ def plot_replacement_stages(table: pd.DataFrame) -> Figure:
     axes[-1, 0].set_xticks(np.unique(table["stage"].to_numpy()))
     axes[-1, 0].set_xlabel("replaced stage (others learned)")
     fig.align_ylabels(axes[:, 0])
+    return fig
+
+
+def plot_frozen_keys(curves: pd.DataFrame) -> Figure:
+    """[Q]: validation accuracy over training updates for each run (learned, frozen keys, frozen
+    random filters), one panel per model (``curves``:
+    :func:`masterkey.replacement.tables.frozen_keys_curves`)."""
+    apply_style()
+    models = list(dict.fromkeys(curves["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(COLUMN_WIDTH * max(1, len(models)), 2.6), squeeze=False)
+    styles = {"learned": dict(color="black", lw=1.6)}
+    for ax, model in zip(axes[0], models, strict=True):
+        data = curves[(curves["model"] == model) & curves["val_accuracy"].notna()]
+        for run, log in data.groupby("run", sort=False):
+            style = styles.get(run, dict(ls="--" if run.startswith("random") else "-", lw=1.2))
+            ax.plot(log["step"], 100 * log["val_accuracy"], marker="o", ms=2.5, label=run, **style)
+        ax.set_title(model)
+        ax.set_xlabel("training update")
+        ax.set_ylabel("validation top-1 (%)")
+        ax.set_ylim(bottom=0)
+        ax.legend(title="depthwise filters", fontsize="small")
+    fig.tight_layout()
     return fig

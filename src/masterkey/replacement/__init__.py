@@ -3,7 +3,8 @@
 * :mod:`.variants` - the variant registry (names, grammar, inputs);
 * :mod:`.build` - the kernels of every variant;
 * :mod:`.evaluation` - writing a variant into a network and evaluating it (accuracy and fidelity);
-* :mod:`.finetune` - fine-tuning with frozen depthwise kernels (demo);
+* :mod:`.frozen` - frozen depthwise filters: key assignment and freezing ([Q]);
+* :mod:`.finetune` - training with frozen depthwise filters: [B]'s fine-tuning, [Q]'s from scratch;
 * :mod:`.tables` - the replacement tables;
 * :mod:`.settings` - the ``replacement`` config section.
 
@@ -29,8 +30,8 @@ from .evaluation import (
     load_variant_inputs,
     reference_logits,
 )
-from .finetune import finetune_variant
-from .settings import FinetuneSettings, ReplacementSettings
+from .finetune import finetune_frozen_task, frozen_keys_task
+from .settings import FinetuneSettings, FrozenKeysSettings, ReplacementSettings
 from .tables import (
     read_replacement_table,
     read_stages_table,
@@ -67,13 +68,15 @@ __all__ = [
     "evaluate_variant",
     "evaluate_stages",
     "best_idealized_method",
-    "finetune_variant",
+    "finetune_frozen_task",
+    "frozen_keys_task",
     "replacement_table",
     "stages_table",
     "read_replacement_table",
     "read_stages_table",
     "ReplacementSettings",
     "FinetuneSettings",
+    "FrozenKeysSettings",
     "variant_input_paths",
     "idealized_name",
     "finetuned_name",

@@ -39,7 +39,7 @@ from ..nets.depthwise import apply_kernels
 from ..scalespace.fitting import METHODS
 from ..training.evaluate import Fidelity, Logits, Metric, TopK, evaluate
 from .build import VariantInputs, build_variant
-from .variants import Variant, idealized_name, parse_variant, variant_needs
+from .variants import Variant, finetuned_name, idealized_name, parse_variant, variant_needs
 
 __all__ = [
     "HELDOUT",
@@ -58,6 +58,7 @@ __all__ = [
     "variant_record",
     "best_idealized_method",
     "evaluate_stages",
+    "evaluate_trained",
 ]
 
 HELDOUT = "heldout"
@@ -204,6 +205,38 @@ def evaluate_variant(
     metrics = evaluate(model, eval_set, evaluation_metrics(eval_set, reference), batch_size=batch_size,
                        device=device, max_images=max_images)  # fmt: skip
     return variant_record(model_name, eval_set, variant.name, metrics, summary)
+
+
+def evaluate_trained(
+    model: nn.Module,
+    meta: dict,
+    model_name: str,
+    dataset: str,
+    reference_path,
+    *,
+    batch_size: int = 128,
+    max_images: int | None = None,
+    **eval_set_options,
+) -> dict:
+    """The record of a network trained with frozen replaced kernels (rule ``finetune_frozen``;
+    ``meta``: its sidecar, with the ``replacement`` and ``training`` summaries) on ``dataset``:
+    variant ``finetuned-<variant>``, the metrics of :func:`evaluation_metrics` against the
+    unmodified network's reference logits, the replacement summary and ``finetune_steps``,
+    ``train_seconds``, ``final_train_loss`` (mean of the last logged tenth of the run)."""
+    eval_set = load_eval_set(dataset, meta, **eval_set_options)
+    reference = (
+        None if reference_path is None else load_reference_logits(reference_path, eval_set, max_images)
+    )
+    if reference is not None and reference.shape[1:] != (meta.get("num_classes", reference.shape[1]),):
+        reference = None  # a new head (another class set): accuracy only
+    metrics = evaluate(model, eval_set, evaluation_metrics(eval_set, reference), batch_size=batch_size,
+                       max_images=max_images)  # fmt: skip
+    replacement = dict(meta.get("replacement", {}))
+    variant = replacement.pop("variant")
+    training = meta.get("training", {})
+    extra = {"finetune_steps": training.get("updates"), "train_seconds": training.get("train_seconds"),
+             "final_train_loss": training.get("final_train_loss")}  # fmt: skip
+    return {**variant_record(model_name, eval_set, finetuned_name(variant), metrics, replacement), **extra}
 
 
 def variant_record(

@@ -1,107 +1,280 @@
-"""Fine-tuning a replaced network with its depthwise kernels frozen ([B] Sec. 5; docs/methods.md section 5).
+"""Training with frozen depthwise filters: [B]'s fine-tuning and [Q]'s training from scratch.
 
-The demo model only: it retrains on the demo's training regions (rule ``finetune_frozen``) and is
-then evaluated on the held-out crops and the natural-image set.  Only
-the depthwise convolution *weights* are frozen (``requires_grad = False``, so AdamW's weight decay
-does not touch them either); their biases, the pointwise layers, norms and the head train with the
-demo recipe (:func:`masterkey.nets.demo.fit_demo_recipe`: AdamW, warm-up over the first 10 % of
-the steps, cosine decay, label smoothing 0.1) through the project's training loop.
+Both studies train a network whose depthwise convolution *weights* are frozen
+(``requires_grad = False``: neither the optimiser nor its weight decay touches them) while
+everything else trains - the depthwise biases, pointwise layers, norms and head - with one
+recipe through the training engine (:func:`masterkey.training.engine.train`); docs/methods.md
+section 5.
+
+* [B] Sec. 5 (:func:`finetune_frozen_task`, rule ``finetune_frozen``): a checkpoint's depthwise
+  kernels replaced by a variant (``idealized-<method>``, ``masterkey-<K>``,
+  ``masterkey-published``, ...), frozen, fine-tuned; ``learned`` (the network's own kernels,
+  frozen, same recipe) is the fair baseline.
+* [Q] (:func:`frozen_keys_task`, rule ``train_frozen_keys``): the architecture trained from
+  scratch with every depthwise filter frozen to one of ``K`` keys (published, own, or random;
+  :mod:`.frozen`), only the per-channel bias learning, against the same recipe with learned
+  filters.
+
+Training data (:func:`training_data`): the demo model trains on its crops (``demo``); timm
+models on ``imagenet_train`` (class folders, timm's training transform at the model's input
+size).  Each task runs in every process of a torchrun job
+(:func:`masterkey.training.distributed.launch`); rank 0 writes the trained checkpoint (its
+sidecar holds the replacement and training summaries) and the metrics CSV.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
+import shutil
 
 import numpy as np
 import pandas as pd
-import torch
+import timm
 from torch import nn
 
 from ..core.config import DEMO_MODEL
-from ..core.errors import ConfigError
-from ..data.demo import DemoDataset, DemoSettings, demo_dataset
-from ..data.evalcache import EvalSet
-from ..nets.demo import fit_demo_recipe
-from ..nets.depthwise import find_depthwise_convs
-from ..training.evaluate import evaluate
-from .build import VariantInputs
-from .evaluation import apply_variant, evaluation_metrics, variant_record
-from .settings import FinetuneSettings
-from .variants import Variant, finetuned_name, parse_variant
+from ..core.errors import StaleFileError
+from ..core.io import atomic_paths
+from ..data.demo import DemoSettings, demo_dataset
+from ..data.preprocessing import preprocessing_for_model
+from ..data.published import load_master_key_filters
+from ..data.training_sets import DemoCrops, image_folder_dataset
+from ..nets.checkpoints import load_checkpoint, model_metadata, save_checkpoint
+from ..nets.demo import create_demo_network, evaluate_demo
+from ..training.distributed import distributed_context
+from ..training.engine import RunSettings, train
+from ..training.evaluate import TopK, evaluate
+from ..training.recipe import Recipe
+from .evaluation import IMAGENET_VAL, apply_variant, load_eval_set, load_variant_inputs
+from .frozen import freeze_depthwise, install_frozen_keys, random_keys, reference_by_layer
+from .variants import parse_variant
 
-__all__ = ["finetune_frozen_depthwise", "finetune_variant"]
+__all__ = [
+    "LEARNED_KEYS",
+    "RANDOM_PREFIX",
+    "frozen_keys_name",
+    "training_data",
+    "finetune_frozen_task",
+    "frozen_keys_task",
+    "metrics_table",
+]
 
-
-def finetune_frozen_depthwise(
-    model: nn.Module,
-    dataset: DemoDataset,
-    settings: FinetuneSettings,
-    seed: int,
-    weight_decay: float = 0.05,
-) -> pd.DataFrame:
-    """Retrain ``model`` on the demo's training regions with every depthwise kernel frozen
-    (see the module docstring).  Returns the per-step log; the model is left in eval mode."""
-    torch.manual_seed(seed)
-    frozen = {id(layer.module.weight) for layer in find_depthwise_convs(model)}
-    for parameter in model.parameters():
-        parameter.requires_grad_(id(parameter) not in frozen)
-    log = fit_demo_recipe(
-        model,
-        [p for p in model.parameters() if p.requires_grad],
-        dataset,
-        steps=settings.steps,
-        learning_rate=settings.learning_rate,
-        weight_decay=weight_decay,
-        warmup=max(1, settings.steps // 10),
-        batch_size=settings.batch_size,
-        seed=seed + 2,
-        desc="finetune",
-    )
-    for parameter in model.parameters():
-        parameter.requires_grad_(True)
-    model.eval()
-    return log
+LEARNED_KEYS = "learned"
+"""[Q]'s reference run: the same architecture and recipe with learned depthwise filters."""
+RANDOM_PREFIX = "random-"
+"""[Q]'s control: ``random-<K>``, K random frozen filters."""
 
 
-def finetune_variant(
-    model: nn.Module,
+def frozen_keys_name(keys: str, num_keys: int) -> str:
+    """The run name of a [Q] setting: ``published``, ``<K>`` (own keys) or ``random`` ->
+    ``keys-published``, ``keys-8``, ``random-8``; ``learned`` stays.
+
+    >>> [frozen_keys_name(k, 8) for k in ("learned", "published", "own", "random")]
+    ['learned', 'keys-published', 'keys-8', 'random-8']
+    """
+    return {
+        "learned": LEARNED_KEYS,
+        "published": "keys-published",
+        "own": f"keys-{num_keys}",
+        "random": f"{RANDOM_PREFIX}{num_keys}",
+    }[keys]
+
+
+def training_data(
     model_name: str,
-    variant: Variant | str,
-    inputs: VariantInputs,
-    demo: DemoSettings,
-    settings: FinetuneSettings,
-    seed: int,
-    evaluations: Mapping[str, tuple[EvalSet, np.ndarray | None]],
+    meta: dict,
+    recipe: Recipe,
     *,
-    batch_size: int = 128,
-    max_images: int | None = None,
-) -> dict[str, dict]:
-    """Replace the kernels by ``variant``, fine-tune with them frozen, then evaluate on every set
-    of ``evaluations`` (dataset name -> ``(eval set, reference logits of the unmodified network or
-    None)``, e.g. the held-out crops and the natural set).  Returns the record of variant
-    ``finetuned-<variant>`` per dataset (the fields of :mod:`masterkey.replacement.evaluation` plus
-    ``finetune_steps``, ``train_seconds`` and ``final_train_loss``, the mean loss of the last 10
-    steps)."""
-    if model_name != DEMO_MODEL:
-        raise ConfigError(
-            "replacement.finetune", f"fine-tuning trains on the demo's crops; {model_name} is not the demo"
+    demo: dict,
+    imagenet_train: str | None,
+    seed: int,
+    eval_cache: str | None = None,
+    eval_images: int = 10_000,
+):
+    """``(dataset, num_classes, evaluation)`` of a model: the demo's crops and held-out
+    evaluation for the demo model; otherwise the ImageNet-1k training folders (config
+    ``imagenet_train``, :func:`~masterkey.data.training_sets.image_folder_dataset`; a missing path
+    is a ``ConfigError``) with ``recipe``'s timm transform at the model's input size, evaluated
+    during training on the first ``eval_images`` images of the ImageNet validation cache
+    ``eval_cache`` when given (``val_accuracy``), else not at all."""
+    if model_name == DEMO_MODEL:
+        dataset = demo_dataset(DemoSettings.from_section(demo), seed)
+        return DemoCrops(dataset), dataset.num_classes, lambda model: evaluate_demo(model, dataset)
+    pre = preprocessing_for_model(meta["timm_name"])
+    transform = recipe.create_transform(pre.input_size[-1], pre.mean, pre.std)
+    evaluation = None
+    if eval_cache:
+        eval_set = load_eval_set(IMAGENET_VAL, meta, cache_path=eval_cache)
+        top1 = [TopK((1,), names=("val_accuracy",))]
+
+        def evaluation(model):
+            device = next(model.parameters()).device
+            return {
+                "val_accuracy": evaluate(model, eval_set, top1, device=device, max_images=eval_images)[
+                    "val_accuracy"
+                ]
+            }
+
+    return image_folder_dataset(imagenet_train, transform), 1000, evaluation
+
+
+def _trainable_copy(weights, meta_path, drop_path: float, num_classes: int) -> tuple[nn.Module, dict]:
+    """The checkpoint rebuilt for training: stochastic depth ``drop_path`` and a head of
+    ``num_classes`` (a new, randomly initialised head where the checkpoint has none or another
+    size, e.g. an FCMAE pre-trained backbone)."""
+    stored, meta = load_checkpoint(weights, meta_path, reparameterize=False)
+    kwargs = {**meta.get("model_kwargs", {}), "num_classes": num_classes}
+    model = timm.create_model(meta["timm_name"], pretrained=False, drop_path_rate=drop_path, **kwargs)
+    missing, unexpected = model.load_state_dict(stored.state_dict(), strict=False)
+    head = model.pretrained_cfg.get("classifier", "head")
+    foreign = [k for k in (*missing, *unexpected) if not k.startswith(head)]
+    if foreign:
+        raise StaleFileError(weights, f"does not match {meta['timm_name']} outside its head: {foreign[:3]}")
+    return model, {**meta, "model_kwargs": kwargs, "new_head": bool(missing or unexpected)}
+
+
+def _save_run(run, meta: dict, name: str, extra: dict, outputs: dict) -> None:
+    """Rank 0: the trained network like any checkpoint, its sidecar and the metrics CSV."""
+    sidecar = model_metadata(
+        run.model, meta["name"], source=f"trained by rule {name}", model_kwargs=meta.get("model_kwargs", {})
+    )
+    sidecar.update(extra, training=run.summary)
+    with atomic_paths(outputs["metrics"]) as (temp,):
+        run.log.to_csv(temp, index=False)
+    save_checkpoint(run.model, sidecar, outputs["weights"], outputs["meta"])
+
+
+def finetune_frozen_task(
+    *,
+    model_name: str,
+    variant: str,
+    inputs: dict,
+    recipe: dict,
+    run: dict,
+    demo: dict,
+    imagenet_train: str | None,
+    seed: int,
+    run_dir: str,
+    outputs: dict,
+    eval_cache: str | None = None,
+) -> None:
+    """[B]'s frozen-filter fine-tuning of one (model, variant); a torchrun task.
+
+    ``inputs``: paths ``weights``, ``meta``, ``kernels``, ``index`` and what the variant needs
+    (:func:`~masterkey.replacement.variants.variant_input_paths`); ``recipe``: the recipe mapping
+    (the demo's fine-tuning recipe, or ``replacement.finetune.recipe`` for timm models);
+    ``run``: the ``training`` section; ``outputs``: ``weights``, ``meta``, ``metrics``.
+    """
+    recipe_ = Recipe.from_section(recipe)
+    context = distributed_context(run.get("device"))
+    _, meta = load_checkpoint(inputs["weights"], inputs["meta"], reparameterize=False)
+    dataset, num_classes, evaluation = training_data(
+        model_name, meta, recipe_, demo=demo, imagenet_train=imagenet_train, seed=seed, eval_cache=eval_cache
+    )
+    model, meta = _trainable_copy(inputs["weights"], inputs["meta"], recipe_.drop_path, num_classes)
+    summary = apply_variant(model, parse_variant(variant), load_variant_inputs(variant, inputs), seed=seed)
+    frozen = freeze_depthwise(model)
+    result = train(
+        model,
+        dataset,
+        recipe_,
+        num_classes=num_classes,
+        seed=seed + 2,
+        run_dir=run_dir,
+        settings=RunSettings.from_section(run),
+        evaluation=evaluation,
+        context=context,
+        desc=f"finetune {variant}",
+    )
+    if context.is_main:
+        extra = {"replacement": {"variant": variant, **summary}, "frozen_parameters": len(frozen)}
+        _save_run(result, meta, "finetune_frozen", extra, outputs)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def frozen_keys_task(
+    *,
+    model_name: str,
+    keys: str,
+    num_keys: int,
+    inputs: dict,
+    recipe: dict,
+    run: dict,
+    demo: dict,
+    imagenet_train: str | None,
+    seed: int,
+    run_dir: str,
+    outputs: dict,
+    eval_cache: str | None = None,
+) -> None:
+    """[Q]'s training from scratch with frozen depthwise filters; a torchrun task.
+
+    ``keys``: ``learned`` (no frozen filters), ``published`` (the published 8, ``inputs
+    ["published"]``), ``own`` (``inputs["master_keys"]``, the ``num_keys`` own keys of every
+    kernel size) or ``random`` (``num_keys`` random filters per size,
+    :func:`~.frozen.random_keys` seeded from ``seed``).  Channel assignment
+    (:func:`~.frozen.assign_keys`): published and own keys go to each channel by the best
+    ``|cos|`` match to the trained reference network of the same architecture (``inputs
+    ["kernels"]``/``["index"]``: the demo model, or the pretrained checkpoint); random keys are
+    assigned evenly (channel ``c`` takes key ``c mod K``).  The architecture and its
+    initialisation are those of ``model_name`` (the demo network from the config seed, or the
+    timm architecture untrained).
+    """
+    recipe_ = Recipe.from_section(recipe)
+    context = distributed_context(run.get("device"))
+    _, meta = load_checkpoint(inputs["weights"], inputs["meta"], reparameterize=False)
+    dataset, num_classes, evaluation = training_data(
+        model_name, meta, recipe_, demo=demo, imagenet_train=imagenet_train, seed=seed, eval_cache=eval_cache
+    )
+    if model_name == DEMO_MODEL:
+        model = create_demo_network(DemoSettings.from_section(demo), num_classes, seed)
+    else:
+        kwargs = {**meta.get("model_kwargs", {}), "num_classes": num_classes}
+        model = timm.create_model(
+            meta["timm_name"], pretrained=False, drop_path_rate=recipe_.drop_path, **kwargs
         )
-    variant = parse_variant(variant) if isinstance(variant, str) else variant
-    summary = apply_variant(model, variant, inputs, seed=seed)
-    started = time.perf_counter()
-    log = finetune_frozen_depthwise(model, demo_dataset(demo, seed), settings, seed, demo.weight_decay)
-    training = {
-        "finetune_steps": settings.steps,
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "final_train_loss": float(log["train_loss"].iloc[-10:].mean()),
-    }
-    records = {}
-    for dataset, (eval_set, reference) in evaluations.items():
-        metrics = evaluate(model, eval_set, evaluation_metrics(eval_set, reference), batch_size=batch_size,
-                           max_images=max_images)  # fmt: skip
-        records[dataset] = {
-            **variant_record(model_name, eval_set, finetuned_name(variant), metrics, summary),
-            **training,
-        }
-    return records
+        meta = {**meta, "model_kwargs": kwargs}
+    summary = {"keys": keys, "num_keys": num_keys}
+    if keys != LEARNED_KEYS:
+        reference = reference_by_layer(inputs["kernels"], inputs["index"])
+        if keys == "published":
+            bank = load_master_key_filters(inputs["published"])
+        elif keys == "own":
+            with np.load(inputs["master_keys"]) as data:
+                bank = {size: data[size] for size in data.files}
+        else:
+            sizes = {array.shape[-1] for array in reference.values()}
+            bank = {f"{k}x{k}": random_keys(num_keys, k, seed + k) for k in sorted(sizes)}
+            reference = None
+        summary.update(install_frozen_keys(model, bank, reference))
+    result = train(
+        model,
+        dataset,
+        recipe_,
+        num_classes=num_classes,
+        seed=seed + 1,
+        run_dir=run_dir,
+        settings=RunSettings.from_section(run),
+        evaluation=evaluation,
+        context=context,
+        desc=f"train {frozen_keys_name(keys, num_keys)}",
+    )
+    if context.is_main:
+        _save_run(result, meta, "train_frozen_keys", {"frozen_keys": _plain(summary)}, outputs)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _plain(value):
+    """JSON-able copy (numpy scalars and arrays to Python)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    return value
+
+
+def metrics_table(paths: dict[str, str]) -> pd.DataFrame:
+    """The metrics CSVs of several runs (name -> path) in one long table with a ``run`` column."""
+    frames = [pd.read_csv(path).assign(run=name) for name, path in paths.items()]
+    return pd.concat(frames, ignore_index=True)

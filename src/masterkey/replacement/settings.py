@@ -7,18 +7,30 @@ from dataclasses import dataclass, field
 from ..core.config import Settings
 from .variants import LEARNED, default_variants, finetuned_name, parse_variant
 
-__all__ = ["FinetuneSettings", "ReplacementSettings"]
+__all__ = ["FinetuneSettings", "ReplacementSettings", "FrozenKeysSettings", "KEY_SETS"]
+
+KEY_SETS = ("learned", "published", "own", "random")
+"""[Q]'s settings: learned filters, the published 8, the own K master keys, K random filters."""
 
 
 @dataclass(frozen=True)
 class FinetuneSettings(Settings):
-    """``replacement.finetune``: retraining with the replaced depthwise kernels frozen."""
+    """``replacement.finetune``: retraining with the replaced depthwise kernels frozen ([B] Sec. 5).
+
+    ``models``: the models fine-tuned (None: every configured model that can be);
+    ``steps``, ``learning_rate``, ``batch_size``: the demo model's recipe (the demo recipe with
+    these changed, warm-up over the first 10 %); ``recipe``: the recipe of timm models on
+    ``imagenet_train`` (a :class:`~masterkey.training.recipe.Recipe` mapping; None: timm models are
+    not fine-tuned).
+    """
 
     enabled: bool = False
+    models: tuple[str, ...] | None = None
     variants: tuple[str, ...] = ("learned", "idealized-D1", "masterkey-published")
     steps: int = 300
     learning_rate: float = 0.0005
     batch_size: int = 64
+    recipe: dict | None = None
 
     def variant_names(self) -> list[str]:
         """The variants to fine-tune, checked against the grammar (``ConfigError`` naming
@@ -52,3 +64,21 @@ class ReplacementSettings(Settings, section="replacement"):
         """
         names = [parse_variant(name).name for name in (self.variants or default_variants(num_master_keys))]
         return names if LEARNED in names else [LEARNED, *names]
+
+
+@dataclass(frozen=True)
+class FrozenKeysSettings(Settings, section="frozen_keys"):
+    """The ``frozen_keys`` config section: [Q]'s training from scratch with frozen depthwise
+    filters (docs/methods.md section 5).
+
+    ``models``: the models whose architecture is trained (None: the demo model when configured);
+    ``keys``: the settings compared (:data:`KEY_SETS`); ``num_keys``: K of the own and the random
+    keys (None: ``clustering.num_master_keys``); ``recipe``: the recipe of timm architectures on
+    ``imagenet_train`` (None: they are left out); the demo trains with the demo's own recipe.
+    """
+
+    enabled: bool = True
+    models: tuple[str, ...] | None = None
+    keys: tuple[str, ...] = KEY_SETS
+    num_keys: int | None = None
+    recipe: dict | None = None

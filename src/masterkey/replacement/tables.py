@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ..core.io import read_json
-from .variants import LEARNED
+from .variants import FINETUNED_PREFIX, LEARNED, finetuned_name
 
 __all__ = [
     "TABLE_COLUMNS",
@@ -27,6 +27,8 @@ __all__ = [
     "stages_table",
     "read_replacement_table",
     "read_stages_table",
+    "frozen_keys_curves",
+    "frozen_keys_table",
 ]
 
 TABLE_COLUMNS = [
@@ -54,6 +56,11 @@ CAPTIONS = {
         "drops are learned minus variant; agreement: share of inputs whose top-1 class is the "
         "unmodified network's; kl: mean KL(p_orig || p_replaced) in nats; natural: no labels"
     ),
+    "frozen_keys": (
+        "[Q]: the architecture trained from scratch with every depthwise filter frozen to one of K "
+        "keys (only the per-channel bias learns) against learned filters, same recipe and seed; "
+        "val_accuracy at the end and the best during training"
+    ),
     "stages": (
         "Accuracy and fidelity with one stage's depthwise kernels replaced by the best idealized method"
     ),
@@ -69,11 +76,17 @@ def _records(results: list[dict]) -> pd.DataFrame:
 
 
 def _with_drops(table: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
-    learned = baseline.set_index(["model", "dataset"])
-    keys = pd.MultiIndex.from_frame(table[["model", "dataset"]])
+    """Drops against ``baseline``'s rows of the same model and dataset; a fine-tuned variant's
+    against ``finetuned-learned`` (the same recipe with the learned kernels frozen), the fair
+    baseline of [B] Sec. 5."""
+    index = baseline.set_index(["model", "dataset", "variant"])
+    base = table["variant"].map(
+        lambda v: finetuned_name(LEARNED) if v.startswith(FINETUNED_PREFIX) else LEARNED
+    )
+    keys = pd.MultiIndex.from_arrays([table["model"], table["dataset"], base])
     table = table.copy()
     for metric in ("top1", "top5"):
-        table[f"{metric}_drop"] = learned[metric].reindex(keys).to_numpy() - table[metric].to_numpy()
+        table[f"{metric}_drop"] = index[metric].reindex(keys).to_numpy() - table[metric].to_numpy()
     return table
 
 
@@ -89,7 +102,8 @@ def replacement_table(results: list[dict], variants: Sequence[str] | None = None
     their order of appearance, ``variants`` fixes the row order within them.  ``ValueError`` when a
     model and dataset has no ``learned`` record."""
     table = _records(results)
-    pairs = set(zip(table["model"], table["dataset"], strict=True))
+    zero_shot = table[~table["variant"].str.startswith(FINETUNED_PREFIX)]
+    pairs = set(zip(zero_shot["model"], zero_shot["dataset"], strict=True))
     learned = table[table["variant"] == LEARNED]
     missing = pairs - set(zip(learned["model"], learned["dataset"], strict=True))
     if missing:
@@ -99,7 +113,7 @@ def replacement_table(results: list[dict], variants: Sequence[str] | None = None
     table["_rank"] = table["variant"].map(lambda v: rank.get(v, len(rank)))
     table["_model"], table["_dataset"] = _order(table["model"]), _order(table["dataset"])
     table = table.sort_values(["_model", "_dataset", "_rank", "variant"], kind="stable")
-    table = _with_drops(table, table[table["variant"] == LEARNED])
+    table = _with_drops(table, table[table["variant"].isin([LEARNED, finetuned_name(LEARNED)])])
     return table[TABLE_COLUMNS].reset_index(drop=True)
 
 
@@ -123,3 +137,31 @@ def read_stages_table(stage_paths: Sequence, baseline_paths: Sequence) -> pd.Dat
     """:func:`stages_table` of the per-model stage records and the learned baselines' records."""
     stages = [record for path in stage_paths for record in read_json(path)["stages"]]
     return stages_table(stages, [read_json(path) for path in baseline_paths])
+
+
+def frozen_keys_curves(runs: Sequence[dict]) -> pd.DataFrame:
+    """The metrics logs of [Q]'s runs in one long frame (``runs``: dicts with ``model``, ``run``
+    and ``metrics``, the path of the run's metrics CSV) with ``model`` and ``run`` columns."""
+    frames = [pd.read_csv(r["metrics"]).assign(model=r["model"], run=r["run"]) for r in runs]
+    return pd.concat(frames, ignore_index=True)
+
+
+def frozen_keys_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per model and run: final and best validation accuracy (NaN where the run was not
+    evaluated), final training loss (mean of the last tenth of the log), updates and images."""
+    rows = []
+    for (model, run), log in curves.groupby(["model", "run"], sort=False):
+        accuracy = log["val_accuracy"].dropna() if "val_accuracy" in log else pd.Series(dtype=float)
+        tail = log["train_loss"].iloc[-max(1, len(log) // 10) :]
+        rows.append(
+            {
+                "model": model,
+                "run": run,
+                "val_accuracy": accuracy.iloc[-1] if len(accuracy) else float("nan"),
+                "best_val_accuracy": accuracy.max() if len(accuracy) else float("nan"),
+                "final_train_loss": float(tail.mean()),
+                "updates": int(log["step"].max()),
+                "images": int(log["images"].max()) if "images" in log else int(log["step"].max()),
+            }
+        )
+    return pd.DataFrame(rows)
