@@ -15,27 +15,43 @@
 # (estimate=model_checkpoint_mb stands in for a checkpoint input that is not on
 # disk yet, so that dry runs show real numbers.)
 #
-# GPU rules (training, evaluation): the rule name must also be listed under
-# `set-resources` in profiles/slurm/config.yaml, which alone requests the GPU
-# (`gpu: 1` -> --gpus, or `gres: "gpu:1"` -> --gres), its partition and model;
-# tests/workflow/test_workflow_slurm.py checks that both agree.
+# One-GPU rules (evaluation, small training; listed in GPU_RULES): the rule name
+# must also be listed under `set-resources` in profiles/slurm/config.yaml, which
+# alone requests the GPU (`gpu: 1` -> --gpus, or `gres: "gpu:1"` -> --gres), its
+# partition and model; tests/workflow/test_workflow_slurm.py checks that both agree.
 #     threads: GPU_THREADS
 #     resources:
 #         **gpu_resources(mem_mb=32000, runtime=240),
+#
+# Multi-GPU training rules (torchrun inside the job; listed in TRAINING_RULES):
+# the GPU count is config `training.gpus`, requested by the rule itself in the
+# form the profile's GPU block uses (--gpus=N, or --gres=gpu:N after the
+# profile's one-line switch, with its GPU model); the profile gives them only the
+# GPU partition (no `gpu:` line). CPUs: training.gpus x (training.workers + 1).
+#     threads: training_threads
+#     resources:
+#         **training_resources(mem_mb=64000, runtime=72 * 60),
+#
+# Locally a `gpu`/`gres` resource limits nothing (Snakemake counts only the
+# resources named in --resources), so `snakemake --cores 2` runs every rule on
+# a machine without a GPU.
 import math
 import os
 import re
 
 from snakemake.exceptions import WorkflowError as _WorkflowError
 
-# Rules that need a GPU. profiles/slurm/config.yaml requests one for each.
+# Rules that need one GPU. profiles/slurm/config.yaml requests one for each.
 GPU_RULES = (
     "train_autoencoder",
     "reference_logits",
     "replace_and_evaluate",
     "replace_stages",
-    "finetune_frozen",
+    "evaluate_finetuned",
 )
+# Multi-GPU training rules: training_resources() requests config training.gpus GPUs;
+# profiles/slurm/config.yaml gives them the GPU partition only.
+TRAINING_RULES = ("finetune_frozen", "train_frozen_keys")
 # CPU cores of a GPU job (data loading workers); the slurm profile may override
 # it per rule with `set-threads`.
 GPU_THREADS = 8
@@ -172,15 +188,90 @@ def gpu_resources(mem_mb=16000, runtime=120, per_input_mb=0.0, per_gb_minutes=0.
     }
 
 
+def _training_setting(key):
+    """Config training.<key>; its schema default where the config has no such key (a Snakefile
+    that includes this file without validating its config)."""
+    section = config.get("training") or {}
+    if key in section:
+        return section[key]
+    from masterkey.core.config import load_schema
+
+    return load_schema()["properties"]["training"]["properties"][key]["default"]
+
+
+def training_threads(wildcards):
+    """CPUs of a multi-GPU training job (TRAINING_RULES): one per torchrun process plus its data
+    loader workers, training.gpus x (training.workers + 1), at most --cores (available_cores())."""
+    wanted = int(_training_setting("gpus")) * (int(_training_setting("workers")) + 1)
+    return max(1, min(wanted, available_cores()))
+
+
+def _raw(value):
+    """A profile's resource value as given (set-resources values may arrive wrapped)."""
+    return str(getattr(value, "raw", value) or "")
+
+
+def profile_gpu_block():
+    """How the profile's GPU block (set-resources of GPU_RULES) asks for a GPU.
+
+    Returns ``(uses_gres, model)``: True when it asks with ``gres: "gpu:..."`` (sbatch --gres)
+    rather than ``gpu: 1`` (sbatch --gpus), and its GPU model (``gpu_model``, or the middle field
+    of ``gres: "gpu:<model>:1"``) or None for any GPU.
+    """
+    uses_gres, model = False, None
+    for name, resources in workflow.resource_settings.overwrite_resources.items():
+        if name not in GPU_RULES:
+            continue
+        parts = [part.strip() for part in _raw(resources.get("gres")).split(",")]
+        gpu_gres = [part for part in parts if part.startswith("gpu")]
+        if gpu_gres:
+            uses_gres = True
+            fields = gpu_gres[0].split(":")
+            model = model or (fields[1] if len(fields) == 3 else None)
+        model = model or _raw(resources.get("gpu_model")) or None
+    return uses_gres, model
+
+
+def gpu_request(count):
+    """Resources that ask Slurm for ``count`` GPUs the way the profile's GPU block asks for one.
+
+    ``{"gpu": count}`` -> sbatch --gpus=count (``gpu_model`` added when the block names a model:
+    --gpus=<model>:count), or ``{"gres": "gpu:count"}`` -> sbatch --gres=gpu:count (with the
+    model inside, "gpu:<model>:count") after the profile's switch to gres. Locally these limit
+    nothing unless --resources names them.
+    """
+    uses_gres, model = profile_gpu_block()
+    if uses_gres:
+        return {"gres": f"gpu:{model}:{count}" if model else f"gpu:{count}"}
+    return {"gpu": count, "gpu_model": model} if model else {"gpu": count}
+
+
+def training_resources(mem_mb=64000, runtime=24 * 60, per_input_mb=0.0, per_gb_minutes=0.0, estimate=None):
+    """Memory, runtime and GPUs of a multi-GPU training job (the rule is listed in TRAINING_RULES).
+
+    Memory (MB, the whole job) and runtime (minutes) as :func:`gpu_resources`, doubled on the
+    retry; GPUs: config ``training.gpus`` (:func:`gpu_request`), one torchrun process each.
+    A run killed by its time limit resumes from its last checkpoint when rerun.
+    """
+    resources = gpu_resources(mem_mb, runtime, per_input_mb, per_gb_minutes, estimate)
+    return {**resources, **gpu_request(int(_training_setting("gpus")))}
+
+
 def check_gpu_requests():
-    """Refuse a profile that asks for a rule's GPU twice (sbatch --gpus and a gpu --gres)."""
-    for rule, resources in workflow.resource_settings.overwrite_resources.items():
-        gres = resources.get("gres")
-        gres = str(getattr(gres, "raw", gres) or "")
+    """Refuse a profile that asks for a rule's GPU twice (sbatch --gpus and a gpu --gres), or that
+    sets the GPU count of a training rule (it comes from config training.gpus)."""
+    for name, resources in workflow.resource_settings.overwrite_resources.items():
+        gres = _raw(resources.get("gres"))
+        if name in TRAINING_RULES and ("gpu" in resources or "gpu" in gres):
+            raise _WorkflowError(
+                f"the profile sets the GPUs of the training rule {name} (gpu/gres); a training job "
+                "asks for config training.gpus GPUs in the form of the profile's GPU block. Remove "
+                f"that line from set-resources.{name} and set training.gpus in the config instead"
+            )
         gpus = {"gpu", "gpu_model"} & set(resources)
         if gpus and "gpu" in gres:
             raise _WorkflowError(
-                f"the profile asks twice for the GPU of {rule}, with {sorted(gpus)} (sbatch --gpus) "
+                f"the profile asks twice for the GPU of {name}, with {sorted(gpus)} (sbatch --gpus) "
                 f"and gres={gres!r} (sbatch --gres). Keep one line in the profile's GPU block: `gpu: 1` "
                 f'(with gpu_model for a model) or `gres: "gpu:1"` (a model goes inside: "gpu:a100:1")'
             )
