@@ -1,4 +1,4 @@
-"""Rule figure_frozen_keys ([Q]): validation accuracy over training updates per run."""
+"""Rule figure_frozen_keys: ([Q]) validation accuracy over training updates per run."""
 
 from masterkey.core.rules import run_rule
 from masterkey.plotting.replacement import plot_frozen_keys

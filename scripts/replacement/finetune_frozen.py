@@ -2,8 +2,8 @@
 fine-tuned with the configured recipe on torchrun's processes -> checkpoint + sidecar + metrics CSV."""
 
 from masterkey.core.rules import run_rule
+from masterkey.replacement.finetune import training_runtime
 from masterkey.training.distributed import launch
-from masterkey.training.engine import RunSettings
 
 
 def main(smk):
@@ -14,10 +14,10 @@ def main(smk):
         inputs=dict(smk.input),
         run_dir=smk.params.run_dir,
         outputs=dict(smk.output),
-        eval_cache=smk.params.eval_cache,
+        eval_cache=smk.input.get("eval_cache"),
         **training,
     )
-    nproc = RunSettings.from_section(training["run"]).num_processes()
+    nproc = training_runtime(smk.wildcards.model, training["run"]).num_processes()
     launch("masterkey.replacement.finetune:finetune_frozen_task", params, nproc, threads=smk.threads)
 
 

@@ -1,4 +1,4 @@
-"""Rule table_frozen_keys ([Q]): the runs' metrics logs -> final/best validation accuracy per run."""
+"""Rule table_frozen_keys: ([Q]) the runs' metrics logs -> final/best validation accuracy per run."""
 
 from masterkey.core.rules import run_rule
 from masterkey.core.tables import write_table

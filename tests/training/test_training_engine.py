@@ -26,7 +26,7 @@ from engine_tasks import HERE, RECIPE, run, tiny_model
 from torch import nn
 
 from conftest import make_image
-from masterkey.core.errors import ConfigError
+from masterkey.core.errors import ConfigError, UserError
 from masterkey.training.distributed import launch
 from masterkey.training.engine import CHECKPOINT, METRICS
 from masterkey.training.recipe import Recipe
@@ -338,3 +338,12 @@ def test_derived_seeds_differ_per_key_tuple():
     seeds = [derive_seed(*k) for k in keys]
     assert len(set(seeds)) == len(keys) and all(0 <= s < 2**63 for s in seeds)
     assert derive_seed(3, 1, 2) == derive_seed(3, 1, 2)
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path):
+    """A run directory left by a killed run is resumed only by the same run: another recipe (here a
+    longer schedule) would continue with the old optimiser and schedule, so it stops with the fix."""
+    run(run_dir=str(tmp_path), recipe={"steps": 3}, checkpoint_every=2)  # leaves the update-2 checkpoint
+    assert (tmp_path / CHECKPOINT).exists()
+    with pytest.raises(UserError, match=f"belongs to another run.*delete {tmp_path}"):
+        run(run_dir=str(tmp_path), recipe={"steps": 4}, checkpoint_every=2)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from conftest import NO_NETWORK, REPO_ROOT, TEST_CONFIG, job_counts, run_snakemake, write_config
 from masterkey.nets.checkpoints import load_checkpoint
@@ -174,13 +175,23 @@ def test_training_jobs_need_imagenet_train_and_a_recipe(tmp_path):
         assert f"logs/replacement/finetune_frozen/demo/{variant}.log" in result.stdout
     assert "finetuned-" not in "".join(re.findall(r"convnext_atto\.d2_in1k/\S*", result.stdout))
     assert result.stderr.count("training jobs of 1 timm model(s) are left out") == 1
-    (tmp_path / "train" / "n01440764").mkdir(parents=True)
-    config = write_config(tmp_path / "config.yaml", **settings, imagenet_train=str(tmp_path / "train"))
+    paths = {"imagenet_train": str(tmp_path / "train"), "imagenet_val": str(tmp_path / "val")}
+    config = write_config(tmp_path / "config.yaml", **settings, imagenet_train=paths["imagenet_train"])
+    result = run_snakemake(tmp_path, "--configfile", str(config), "-n")  # no imagenet_val: still left out
+    assert result.stderr.count("training jobs of 1 timm model(s) are left out") == 1
+    config = write_config(tmp_path / "config.yaml", **settings, **paths)
+    result = run_snakemake(tmp_path, "--configfile", str(config), "-n", check=False)  # an empty folder
+    assert result.returncode != 0 and "config key imagenet_train" in result.stdout + result.stderr
+    for split in ("train", "val"):
+        (tmp_path / split / "n01440764").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / split / "n01440764" / "a.JPEG")
     result = run_snakemake(tmp_path, "--configfile", str(config), "-n")
     counts = job_counts(result.stdout)
     assert counts["finetune_frozen"] == 6 and counts["train_frozen_keys"] == 3 + 4
     assert "results/frozen_keys/convnext_atto.d2_in1k/learned.safetensors" in result.stdout
-    assert "results/replacement/convnext_atto.d2_in1k/natural/finetuned-idealized-D1.json" in result.stdout
+    for dataset in ("natural", "imagenet_val"):
+        path = f"results/replacement/convnext_atto.d2_in1k/{dataset}/finetuned-idealized-D1.json"
+        assert path in result.stdout
     assert "are left out" not in result.stderr
 
 

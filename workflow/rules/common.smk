@@ -87,11 +87,19 @@ def frozen_keys_of(run):
     return {frozen_keys_name(k, FROZEN_KEYS_K): k for k in ("learned", "published", "own", "random")}[run]
 
 
-def eval_cache_param(model):
-    """The ImageNet validation cache a timm model is evaluated on while training (None without)."""
-    if model in DEMO_MODELS or not IMAGENET_VAL:
-        return None
-    return EVAL_CACHE_INPUT[model]["eval_cache"]
+def training_eval_cache(wildcards):
+    """The ImageNet validation cache a timm model is evaluated on while it trains (an input)."""
+    if wildcards.model in DEMO_MODELS or not IMAGENET_VAL:
+        return {}
+    return EVAL_CACHE_INPUT[wildcards.model]
+
+
+def finetuned_reference(wildcards):
+    """The unmodified network's reference logits a fine-tuned one is compared with, where the two
+    heads are comparable (the demo's, or a timm ImageNet-1k head)."""
+    if wildcards.model in DEMO_MODELS or CLASSES[wildcards.model] == IMAGENET_1K_CLASSES:
+        return {"reference": REFERENCE.format(**wildcards)}
+    return {}
 
 
 def all_targets():

@@ -16,6 +16,7 @@ from masterkey.data.preprocessing import (
 )
 from masterkey.replacement.evaluation import DATASETS, HELDOUT, NATURAL
 from masterkey.replacement.evaluation import IMAGENET_VAL as IMAGENET_SET
+from masterkey.data.training_sets import require_dataset
 from masterkey.replacement.finetune import frozen_keys_name
 from masterkey.replacement.settings import FrozenKeysSettings, ReplacementSettings
 from masterkey.training.engine import RunSettings
@@ -93,12 +94,12 @@ IMAGENET_TRAIN = config["imagenet_train"]
 FINETUNE_MODELS = [
     m
     for m in (FINETUNE.models or MODELS)
-    if FINETUNE.enabled and (m in DEMO_MODELS or (IMAGENET_TRAIN and FINETUNE.recipe))
+    if FINETUNE.enabled and (m in DEMO_MODELS or (IMAGENET_TRAIN and IMAGENET_VAL and FINETUNE.recipe))
 ]
 FROZEN_MODELS = [
     m
     for m in (FROZEN.models or DEMO_MODELS)
-    if FROZEN.enabled and (m in DEMO_MODELS or (IMAGENET_TRAIN and FROZEN.recipe))
+    if FROZEN.enabled and (m in DEMO_MODELS or (IMAGENET_TRAIN and IMAGENET_VAL and FROZEN.recipe))
 ]
 FROZEN_KEYS_K = FROZEN.num_keys or CLUSTERING.num_master_keys
 FROZEN_RUNS = [frozen_keys_name(keys, FROZEN_KEYS_K) for keys in FROZEN.keys]
@@ -109,10 +110,16 @@ _left_out = sorted(
 if _left_out:
     print(
         f"replacement: the training jobs of {len(_left_out)} timm model(s) are left out: they need "
-        "imagenet_train (set imagenet_train: /path/to/ILSVRC2012/train) and a recipe "
-        "(replacement.finetune.recipe, frozen_keys.recipe)",
+        "imagenet_train and imagenet_val (set imagenet_train: /path/to/ILSVRC2012/train and "
+        "imagenet_val: /path/to/ILSVRC2012/val) and a recipe (replacement.finetune.recipe, "
+        "frozen_keys.recipe)",
         file=sys.stderr,
     )
+if any(m not in DEMO_MODELS for m in FINETUNE_MODELS + FROZEN_MODELS):
+    try:  # before any job: a wrong path would otherwise fail in every torchrun process
+        require_dataset("imagenet_train", IMAGENET_TRAIN)
+    except UserError as err:
+        raise config_error(err) from None
 # The sets a fine-tuned network is evaluated on: its labelled set (heldout / imagenet_val) and the
 # natural set where the head is the unmodified network's (fidelity needs comparable logits).
 FINETUNE_SETS = {
@@ -252,6 +259,7 @@ rule replace_stages:
 rule finetune_frozen:
     input:
         unpack(lambda w: variant_input_paths(w.variant, VARIANT_INPUTS, model=w.model)),
+        unpack(training_eval_cache),
         weights="resources/weights/{model}.safetensors",
         meta="resources/weights/{model}.json",
         kernels="results/kernels/{model}.npz",
@@ -272,7 +280,6 @@ rule finetune_frozen:
     params:
         training=lambda w: training_params(w.model, finetune_recipe(w.model)),
         run_dir=f"{FINETUNE_PATH}.run",
-        eval_cache=lambda w: eval_cache_param(w.model),
     script:
         "../../scripts/replacement/finetune_frozen.py"
 
@@ -280,7 +287,7 @@ rule finetune_frozen:
 rule evaluate_finetuned:
     input:
         unpack(eval_set_input),
-        unpack(lambda w: {} if w.model in HEADLESS_MODELS else {"reference": REFERENCE.format(**w)}),
+        unpack(finetuned_reference),
         weights=f"{FINETUNE_PATH}.safetensors",
         meta=f"{FINETUNE_PATH}.json",
     output:
@@ -304,6 +311,7 @@ rule evaluate_finetuned:
 rule train_frozen_keys:
     input:
         unpack(frozen_inputs),
+        unpack(training_eval_cache),
         weights="resources/weights/{model}.safetensors",
         meta="resources/weights/{model}.json",
     output:
@@ -324,9 +332,9 @@ rule train_frozen_keys:
             w.model, demo_recipe(DEMO).as_dict() if w.model in DEMO_MODELS else FROZEN.recipe
         ),
         key_set=lambda w: frozen_keys_of(w.run),
+        assignment=FROZEN.assignment,
         num_keys=FROZEN_KEYS_K,
         run_dir=f"{FROZEN_PATH}.run",
-        eval_cache=lambda w: eval_cache_param(w.model),
     script:
         "../../scripts/replacement/train_frozen_keys.py"
 

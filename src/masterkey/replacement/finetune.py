@@ -24,6 +24,7 @@ sidecar holds the replacement and training summaries) and the metrics CSV.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -44,6 +45,7 @@ from ..training.distributed import distributed_context
 from ..training.engine import RunSettings, train
 from ..training.evaluate import TopK, evaluate
 from ..training.recipe import Recipe
+from ..training.sampling import seed_everything
 from .evaluation import IMAGENET_VAL, apply_variant, load_eval_set, load_variant_inputs
 from .frozen import freeze_depthwise, install_frozen_keys, random_keys, reference_by_layer
 from .variants import parse_variant
@@ -53,6 +55,7 @@ __all__ = [
     "RANDOM_PREFIX",
     "frozen_keys_name",
     "training_data",
+    "training_runtime",
     "finetune_frozen_task",
     "frozen_keys_task",
     "metrics_table",
@@ -88,14 +91,15 @@ def training_data(
     imagenet_train: str | None,
     seed: int,
     eval_cache: str | None = None,
-    eval_images: int = 10_000,
+    eval_stride: int = 5,
 ):
     """``(dataset, num_classes, evaluation)`` of a model: the demo's crops and held-out
     evaluation for the demo model; otherwise the ImageNet-1k training folders (config
     ``imagenet_train``, :func:`~masterkey.data.training_sets.image_folder_dataset`; a missing path
     is a ``ConfigError``) with ``recipe``'s timm transform at the model's input size, evaluated
-    during training on the first ``eval_images`` images of the ImageNet validation cache
-    ``eval_cache`` when given (``val_accuracy``), else not at all."""
+    during training on every ``eval_stride``-th image of the ImageNet validation cache
+    ``eval_cache`` when given (``val_accuracy``; the cache is ordered by class, so a stride keeps
+    every class), else not at all."""
     if model_name == DEMO_MODEL:
         dataset = demo_dataset(DemoSettings.from_section(demo), seed)
         return DemoCrops(dataset), dataset.num_classes, lambda model: evaluate_demo(model, dataset)
@@ -103,26 +107,29 @@ def training_data(
     transform = recipe.create_transform(pre.input_size[-1], pre.mean, pre.std)
     evaluation = None
     if eval_cache:
-        eval_set = load_eval_set(IMAGENET_VAL, meta, cache_path=eval_cache)
+        full = load_eval_set(IMAGENET_VAL, meta, cache_path=eval_cache)
+        eval_set = dataclasses.replace(
+            full, images=full.images[::eval_stride], labels=full.labels[::eval_stride]
+        )
         top1 = [TopK((1,), names=("val_accuracy",))]
 
         def evaluation(model):
-            device = next(model.parameters()).device
-            return {
-                "val_accuracy": evaluate(model, eval_set, top1, device=device, max_images=eval_images)[
-                    "val_accuracy"
-                ]
-            }
+            device = next(model.parameters()).device  # and its memory format: the training's
+            result = evaluate(model, eval_set, top1, device=device, channels_last=device.type == "cuda")
+            return {"val_accuracy": result["val_accuracy"]}
 
     return image_folder_dataset(imagenet_train, transform), 1000, evaluation
 
 
-def _trainable_copy(weights, meta_path, drop_path: float, num_classes: int) -> tuple[nn.Module, dict]:
+def _trainable_copy(
+    weights, meta_path, drop_path: float, num_classes: int, seed: int
+) -> tuple[nn.Module, dict]:
     """The checkpoint rebuilt for training: stochastic depth ``drop_path`` and a head of
     ``num_classes`` (a new, randomly initialised head where the checkpoint has none or another
     size, e.g. an FCMAE pre-trained backbone)."""
     stored, meta = load_checkpoint(weights, meta_path, reparameterize=False)
     kwargs = {**meta.get("model_kwargs", {}), "num_classes": num_classes}
+    seed_everything(seed)  # a new head's initialisation
     model = timm.create_model(meta["timm_name"], pretrained=False, drop_path_rate=drop_path, **kwargs)
     missing, unexpected = model.load_state_dict(stored.state_dict(), strict=False)
     head = model.pretrained_cfg.get("classifier", "head")
@@ -132,15 +139,25 @@ def _trainable_copy(weights, meta_path, drop_path: float, num_classes: int) -> t
     return model, {**meta, "model_kwargs": kwargs, "new_head": bool(missing or unexpected)}
 
 
+def training_runtime(model_name: str, run: dict) -> RunSettings:
+    """The runtime of a training job: the demo model always trains like the demo network itself
+    (one CPU process, float32, crops drawn in the main process), so that its runs compare with it."""
+    if model_name == DEMO_MODEL:
+        run = {**run, "device": "cpu", "workers": 0}
+    return RunSettings.from_section(run)
+
+
 def _save_run(run, meta: dict, name: str, extra: dict, outputs: dict) -> None:
-    """Rank 0: the trained network like any checkpoint, its sidecar and the metrics CSV."""
+    """Rank 0: the trained network like any checkpoint (its weight EMA when the recipe keeps one,
+    as ConvNeXt V2 reports it), its sidecar (``weights``: ``ema`` or ``model``) and the metrics CSV."""
+    network = run.ema if run.ema is not None else run.model
     sidecar = model_metadata(
-        run.model, meta["name"], source=f"trained by rule {name}", model_kwargs=meta.get("model_kwargs", {})
+        network, meta["name"], source=f"trained by rule {name}", model_kwargs=meta.get("model_kwargs", {})
     )
-    sidecar.update(extra, training=run.summary)
+    sidecar.update(extra, training=run.summary, weights="ema" if run.ema is not None else "model")
     with atomic_paths(outputs["metrics"]) as (temp,):
         run.log.to_csv(temp, index=False)
-    save_checkpoint(run.model, sidecar, outputs["weights"], outputs["meta"])
+    save_checkpoint(network, sidecar, outputs["weights"], outputs["meta"])
 
 
 def finetune_frozen_task(
@@ -165,12 +182,13 @@ def finetune_frozen_task(
     ``run``: the ``training`` section; ``outputs``: ``weights``, ``meta``, ``metrics``.
     """
     recipe_ = Recipe.from_section(recipe)
-    context = distributed_context(run.get("device"))
+    settings = training_runtime(model_name, run)
+    context = distributed_context(settings.device)
     _, meta = load_checkpoint(inputs["weights"], inputs["meta"], reparameterize=False)
     dataset, num_classes, evaluation = training_data(
         model_name, meta, recipe_, demo=demo, imagenet_train=imagenet_train, seed=seed, eval_cache=eval_cache
     )
-    model, meta = _trainable_copy(inputs["weights"], inputs["meta"], recipe_.drop_path, num_classes)
+    model, meta = _trainable_copy(inputs["weights"], inputs["meta"], recipe_.drop_path, num_classes, seed)
     summary = apply_variant(model, parse_variant(variant), load_variant_inputs(variant, inputs), seed=seed)
     frozen = freeze_depthwise(model)
     result = train(
@@ -180,7 +198,7 @@ def finetune_frozen_task(
         num_classes=num_classes,
         seed=seed + 2,
         run_dir=run_dir,
-        settings=RunSettings.from_section(run),
+        settings=settings,
         evaluation=evaluation,
         context=context,
         desc=f"finetune {variant}",
@@ -198,6 +216,7 @@ def frozen_keys_task(
     num_keys: int,
     inputs: dict,
     recipe: dict,
+    assignment: str = "best",
     run: dict,
     demo: dict,
     imagenet_train: str | None,
@@ -212,15 +231,16 @@ def frozen_keys_task(
     ["published"]``), ``own`` (``inputs["master_keys"]``, the ``num_keys`` own keys of every
     kernel size) or ``random`` (``num_keys`` random filters per size,
     :func:`~.frozen.random_keys` seeded from ``seed``).  Channel assignment
-    (:func:`~.frozen.assign_keys`): published and own keys go to each channel by the best
-    ``|cos|`` match to the trained reference network of the same architecture (``inputs
-    ["kernels"]``/``["index"]``: the demo model, or the pretrained checkpoint); random keys are
-    assigned evenly (channel ``c`` takes key ``c mod K``).  The architecture and its
-    initialisation are those of ``model_name`` (the demo network from the config seed, or the
-    timm architecture untrained).
+    (:func:`~.frozen.assign_keys`), the same for every kind of keys so that the runs differ only in
+    the filters: ``best``, each channel the key of largest ``|cos|`` to its kernel in the trained
+    reference network of the same architecture (``inputs["kernels"]``/``["index"]``: the demo
+    model, or the pretrained checkpoint); ``even``, channel ``c`` takes key ``c mod K``.  The
+    architecture and its initialisation are those of ``model_name`` (the demo network from the
+    config seed, or the timm architecture untrained, initialised from ``seed``).
     """
     recipe_ = Recipe.from_section(recipe)
-    context = distributed_context(run.get("device"))
+    settings = training_runtime(model_name, run)
+    context = distributed_context(settings.device)
     _, meta = load_checkpoint(inputs["weights"], inputs["meta"], reparameterize=False)
     dataset, num_classes, evaluation = training_data(
         model_name, meta, recipe_, demo=demo, imagenet_train=imagenet_train, seed=seed, eval_cache=eval_cache
@@ -229,11 +249,12 @@ def frozen_keys_task(
         model = create_demo_network(DemoSettings.from_section(demo), num_classes, seed)
     else:
         kwargs = {**meta.get("model_kwargs", {}), "num_classes": num_classes}
+        seed_everything(seed)
         model = timm.create_model(
             meta["timm_name"], pretrained=False, drop_path_rate=recipe_.drop_path, **kwargs
         )
         meta = {**meta, "model_kwargs": kwargs}
-    summary = {"keys": keys, "num_keys": num_keys}
+    summary = {"keys": keys, "num_keys": num_keys, "assignment": assignment}
     if keys != LEARNED_KEYS:
         reference = reference_by_layer(inputs["kernels"], inputs["index"])
         if keys == "published":
@@ -244,8 +265,7 @@ def frozen_keys_task(
         else:
             sizes = {array.shape[-1] for array in reference.values()}
             bank = {f"{k}x{k}": random_keys(num_keys, k, seed + k) for k in sorted(sizes)}
-            reference = None
-        summary.update(install_frozen_keys(model, bank, reference))
+        summary.update(install_frozen_keys(model, bank, reference if assignment == "best" else None))
     result = train(
         model,
         dataset,
@@ -253,7 +273,7 @@ def frozen_keys_task(
         num_classes=num_classes,
         seed=seed + 1,
         run_dir=run_dir,
-        settings=RunSettings.from_section(run),
+        settings=settings,
         evaluation=evaluation,
         context=context,
         desc=f"train {frozen_keys_name(keys, num_keys)}",

@@ -34,8 +34,9 @@ class FinetuneSettings(Settings):
 
     def variant_names(self) -> list[str]:
         """The variants to fine-tune, checked against the grammar (``ConfigError`` naming
-        ``replacement.finetune.variants``)."""
-        return [parse_variant(name, key="replacement.finetune.variants").name for name in self.variants]
+        ``replacement.finetune.variants``); ``learned``, the baseline of the others, first."""
+        names = [parse_variant(name, key="replacement.finetune.variants").name for name in self.variants]
+        return names if LEARNED in names else [LEARNED, *names]
 
     def result_names(self) -> list[str]:
         """The names of the fine-tuned results (:func:`~masterkey.replacement.variants.finetuned_name`)."""
@@ -73,7 +74,9 @@ class FrozenKeysSettings(Settings, section="frozen_keys"):
 
     ``models``: the models whose architecture is trained (None: the demo model when configured);
     ``keys``: the settings compared (:data:`KEY_SETS`); ``num_keys``: K of the own and the random
-    keys (None: ``clustering.num_master_keys``); ``recipe``: the recipe of timm architectures on
+    keys (None: ``clustering.num_master_keys``); ``assignment``: ``best`` (each channel the key of
+    best match to the trained reference network, random keys included) or ``even`` (channel ``c``
+    takes key ``c mod K``); ``recipe``: the recipe of timm architectures on
     ``imagenet_train`` (None: they are left out); the demo trains with the demo's own recipe.
     """
 
@@ -81,4 +84,5 @@ class FrozenKeysSettings(Settings, section="frozen_keys"):
     models: tuple[str, ...] | None = None
     keys: tuple[str, ...] = KEY_SETS
     num_keys: int | None = None
+    assignment: str = "best"
     recipe: dict | None = None

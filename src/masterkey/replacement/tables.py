@@ -147,11 +147,13 @@ def frozen_keys_curves(runs: Sequence[dict]) -> pd.DataFrame:
 
 
 def frozen_keys_table(curves: pd.DataFrame) -> pd.DataFrame:
-    """One row per model and run: final and best validation accuracy (NaN where the run was not
-    evaluated), final training loss (mean of the last tenth of the log), updates and images."""
+    """One row per model and run: final and best validation accuracy of the saved network (its
+    EMA's where the recipe keeps one; NaN where the run was not evaluated), final training loss
+    (mean of the last tenth of the log), updates and images."""
     rows = []
     for (model, run), log in curves.groupby(["model", "run"], sort=False):
-        accuracy = log["val_accuracy"].dropna() if "val_accuracy" in log else pd.Series(dtype=float)
+        column = "ema_val_accuracy" if "ema_val_accuracy" in log else "val_accuracy"
+        accuracy = log[column].dropna() if column in log else pd.Series(dtype=float)
         tail = log["train_loss"].iloc[-max(1, len(log) // 10) :]
         rows.append(
             {

@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..core.config import Settings
+from ..core.errors import UserError
 from ..core.io import atomic_paths
 from .distributed import DistributedContext, barrier, distributed_context
 from .recipe import Recipe
@@ -220,10 +221,17 @@ def _train(
     loss_fn = recipe.create_loss(mixup)
     records: list[dict] = []
     start = 0
+    fingerprint = repr((recipe.as_dict(), seed, len(dataset), num_classes))
     run_dir = Path(run_dir) if run_dir is not None else None
     checkpoint_path = run_dir / CHECKPOINT if run_dir is not None else None
     if checkpoint_path is not None and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        # RNG states must stay on the CPU; optimizer.load_state_dict moves its state to the parameters
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") != fingerprint:
+            raise UserError(
+                f"{checkpoint_path} belongs to another run (recipe, seed, dataset size or classes "
+                f"changed since it was written); delete {checkpoint_path.parent} to start afresh"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -326,7 +334,7 @@ def _train(
         progress.update()
         if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < total and run_dir:
             _save_checkpoint(
-                checkpoint_path, model, optimizer, scheduler, scaler, ema, done, records, context
+                checkpoint_path, model, optimizer, scheduler, scaler, ema, done, records, context, fingerprint
             )
         for callback in callbacks:
             callback(done, record)
@@ -359,7 +367,9 @@ def _train(
     return TrainingRun(model, None if ema is None else ema.module, log, summary)
 
 
-def _save_checkpoint(path, model, optimizer, scheduler, scaler, ema, step, records, context) -> None:
+def _save_checkpoint(
+    path, model, optimizer, scheduler, scaler, ema, step, records, context, fingerprint
+) -> None:
     """Every process's RNG state is gathered; rank 0 writes the file atomically."""
     rng = [_rng_state()]
     if context.world_size > 1:
@@ -375,6 +385,7 @@ def _save_checkpoint(path, model, optimizer, scheduler, scaler, ema, step, recor
             "rng": rng,
             "step": step,
             "records": records,
+            "fingerprint": fingerprint,
         }
         with atomic_paths(path) as (temp,):
             torch.save(state, temp)

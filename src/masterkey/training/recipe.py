@@ -209,14 +209,18 @@ class Recipe(Settings):
         return None if self.ema_decay is None else timm.utils.ModelEmaV3(model, decay=self.ema_decay)
 
     def create_transform(self, input_size: int, mean, std):
-        """The training transform of image datasets (``timm.data.create_transform``)."""
+        """The training transform of image datasets (``timm.data.create_transform``): random
+        resized crop (``scale``) and flip, bicubic, colour jitter / RandAugment, random erasing with
+        per-pixel noise (ConvNeXt's ``--remode pixel``)."""
         return timm.data.create_transform(
             input_size,
             is_training=True,
             scale=tuple(self.scale),
             color_jitter=self.color_jitter,
             auto_augment=self.auto_augment,
+            interpolation="bicubic",
             re_prob=self.reprob,
+            re_mode="pixel",
             mean=tuple(mean),
             std=tuple(std),
         )
