@@ -2,25 +2,23 @@
 frozen to K keys (or learned), on torchrun's processes -> checkpoint + sidecar + metrics CSV."""
 
 from masterkey.core.rules import run_rule
-from masterkey.replacement.finetune import training_runtime
-from masterkey.training.distributed import launch
+from masterkey.replacement.finetune import launch_task
 
 
 def main(smk):
-    training = dict(smk.params.training)
-    params = dict(
-        model_name=smk.wildcards.model,
+    launch_task(
+        "masterkey.replacement.finetune:frozen_keys_task",
+        smk.wildcards.model,
+        dict(smk.params.training),
+        smk.threads,
         keys=smk.params.key_set,
-        assignment=smk.params.get("assignment", "best"),
+        assignment=smk.params.assignment,
         num_keys=smk.params.num_keys,
         inputs=dict(smk.input),
         run_dir=smk.params.run_dir,
         outputs=dict(smk.output),
         eval_cache=smk.input.get("eval_cache"),
-        **training,
     )
-    nproc = training_runtime(smk.wildcards.model, training["run"]).num_processes()
-    launch("masterkey.replacement.finetune:frozen_keys_task", params, nproc, threads=smk.threads)
 
 
 run_rule(main, snakemake)

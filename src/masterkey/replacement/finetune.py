@@ -27,11 +27,10 @@ from __future__ import annotations
 import dataclasses
 import shutil
 
-import numpy as np
-import pandas as pd
 import timm
 from torch import nn
 
+from ..clustering.master_keys import load_master_keys
 from ..core.config import DEMO_MODEL
 from ..core.errors import StaleFileError
 from ..core.io import atomic_paths
@@ -41,7 +40,7 @@ from ..data.published import load_master_key_filters
 from ..data.training_sets import DemoCrops, image_folder_dataset
 from ..nets.checkpoints import load_checkpoint, model_metadata, save_checkpoint
 from ..nets.demo import create_demo_network, evaluate_demo
-from ..training.distributed import distributed_context
+from ..training.distributed import distributed_context, launch
 from ..training.engine import RunSettings, train
 from ..training.evaluate import TopK, evaluate
 from ..training.recipe import Recipe
@@ -58,7 +57,7 @@ __all__ = [
     "training_runtime",
     "finetune_frozen_task",
     "frozen_keys_task",
-    "metrics_table",
+    "launch_task",
 ]
 
 LEARNED_KEYS = "learned"
@@ -160,6 +159,47 @@ def _save_run(run, meta: dict, name: str, extra: dict, outputs: dict) -> None:
     save_checkpoint(network, sidecar, outputs["weights"], outputs["meta"])
 
 
+def _job(model_name, inputs, recipe, run, demo, imagenet_train, seed, eval_cache):
+    """What both tasks start with: the recipe, the runtime and process group, the checkpoint's
+    sidecar and the training data of :func:`training_data`."""
+    recipe = Recipe.from_section(recipe)
+    settings = training_runtime(model_name, run)
+    context = distributed_context(settings.device)
+    _, meta = load_checkpoint(inputs["weights"], inputs["meta"], reparameterize=False)
+    data = training_data(
+        model_name, meta, recipe, demo=demo, imagenet_train=imagenet_train, seed=seed, eval_cache=eval_cache
+    )
+    return recipe, settings, context, meta, data
+
+
+def _train_and_save(model, data, recipe, settings, context, seed, run_dir, desc, save) -> None:
+    """Train with the engine; rank 0 then calls ``save(result)`` and removes the run directory
+    (its checkpoint is only needed by a killed run)."""
+    dataset, num_classes, evaluation = data
+    result = train(
+        model,
+        dataset,
+        recipe,
+        num_classes=num_classes,
+        seed=seed,
+        run_dir=run_dir,
+        settings=settings,
+        evaluation=evaluation,
+        context=context,
+        desc=desc,
+    )
+    if context.is_main:
+        save(result)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def launch_task(task: str, model_name: str, training: dict, threads: int, **params) -> None:
+    """A rule script's call: ``task`` on the torchrun processes of ``model_name``'s runtime
+    (:func:`training_runtime`), with the rule's ``training`` params and ``params``."""
+    nproc = training_runtime(model_name, training["run"]).num_processes()
+    launch(task, {"model_name": model_name, **training, **params}, nproc, threads=threads)
+
+
 def finetune_frozen_task(
     *,
     model_name: str,
@@ -181,32 +221,17 @@ def finetune_frozen_task(
     (the demo's fine-tuning recipe, or ``replacement.finetune.recipe`` for timm models);
     ``run``: the ``training`` section; ``outputs``: ``weights``, ``meta``, ``metrics``.
     """
-    recipe_ = Recipe.from_section(recipe)
-    settings = training_runtime(model_name, run)
-    context = distributed_context(settings.device)
-    _, meta = load_checkpoint(inputs["weights"], inputs["meta"], reparameterize=False)
-    dataset, num_classes, evaluation = training_data(
-        model_name, meta, recipe_, demo=demo, imagenet_train=imagenet_train, seed=seed, eval_cache=eval_cache
+    recipe_, settings, context, meta, data = _job(
+        model_name, inputs, recipe, run, demo, imagenet_train, seed, eval_cache
     )
-    model, meta = _trainable_copy(inputs["weights"], inputs["meta"], recipe_.drop_path, num_classes, seed)
+    model, meta = _trainable_copy(inputs["weights"], inputs["meta"], recipe_.drop_path, data[1], seed)
     summary = apply_variant(model, parse_variant(variant), load_variant_inputs(variant, inputs), seed=seed)
     frozen = freeze_depthwise(model)
-    result = train(
-        model,
-        dataset,
-        recipe_,
-        num_classes=num_classes,
-        seed=seed + 2,
-        run_dir=run_dir,
-        settings=settings,
-        evaluation=evaluation,
-        context=context,
-        desc=f"finetune {variant}",
-    )
-    if context.is_main:
-        extra = {"replacement": {"variant": variant, **summary}, "frozen_parameters": len(frozen)}
-        _save_run(result, meta, "finetune_frozen", extra, outputs)
-        shutil.rmtree(run_dir, ignore_errors=True)
+    extra = {"replacement": {"variant": variant, **summary}, "frozen_parameters": len(frozen)}
+    _train_and_save(
+        model, data, recipe_, settings, context, seed + 2, run_dir, f"finetune {variant}",
+        lambda result: _save_run(result, meta, "finetune_frozen", extra, outputs),
+    )  # fmt: skip
 
 
 def frozen_keys_task(
@@ -238,13 +263,10 @@ def frozen_keys_task(
     architecture and its initialisation are those of ``model_name`` (the demo network from the
     config seed, or the timm architecture untrained, initialised from ``seed``).
     """
-    recipe_ = Recipe.from_section(recipe)
-    settings = training_runtime(model_name, run)
-    context = distributed_context(settings.device)
-    _, meta = load_checkpoint(inputs["weights"], inputs["meta"], reparameterize=False)
-    dataset, num_classes, evaluation = training_data(
-        model_name, meta, recipe_, demo=demo, imagenet_train=imagenet_train, seed=seed, eval_cache=eval_cache
+    recipe_, settings, context, meta, data = _job(
+        model_name, inputs, recipe, run, demo, imagenet_train, seed, eval_cache
     )
+    num_classes = data[1]
     if model_name == DEMO_MODEL:
         model = create_demo_network(DemoSettings.from_section(demo), num_classes, seed)
     else:
@@ -260,41 +282,13 @@ def frozen_keys_task(
         if keys == "published":
             bank = load_master_key_filters(inputs["published"])
         elif keys == "own":
-            with np.load(inputs["master_keys"]) as data:
-                bank = {size: data[size] for size in data.files}
+            bank = load_master_keys(inputs["master_keys"], num_keys)
         else:
             sizes = {array.shape[-1] for array in reference.values()}
             bank = {f"{k}x{k}": random_keys(num_keys, k, seed + k) for k in sorted(sizes)}
         summary.update(install_frozen_keys(model, bank, reference if assignment == "best" else None))
-    result = train(
-        model,
-        dataset,
-        recipe_,
-        num_classes=num_classes,
-        seed=seed + 1,
-        run_dir=run_dir,
-        settings=settings,
-        evaluation=evaluation,
-        context=context,
-        desc=f"train {frozen_keys_name(keys, num_keys)}",
-    )
-    if context.is_main:
-        _save_run(result, meta, "train_frozen_keys", {"frozen_keys": _plain(summary)}, outputs)
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def _plain(value):
-    """JSON-able copy (numpy scalars and arrays to Python)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic | np.ndarray):
-        return value.tolist()
-    return value
-
-
-def metrics_table(paths: dict[str, str]) -> pd.DataFrame:
-    """The metrics CSVs of several runs (name -> path) in one long table with a ``run`` column."""
-    frames = [pd.read_csv(path).assign(run=name) for name, path in paths.items()]
-    return pd.concat(frames, ignore_index=True)
+    desc = f"train {frozen_keys_name(keys, num_keys)}"
+    _train_and_save(
+        model, data, recipe_, settings, context, seed + 1, run_dir, desc,
+        lambda result: _save_run(result, meta, "train_frozen_keys", {"frozen_keys": summary}, outputs),
+    )  # fmt: skip

@@ -168,41 +168,15 @@ def train(
     """
     settings = settings or RunSettings()
     context = context or distributed_context(settings.device)
-    device, cuda = context.device, context.device.type == "cuda"
-    guard = contextlib.nullcontext() if cuda else deterministic()
-    with guard:
-        return _train(
-            model,
-            dataset,
-            recipe,
-            num_classes,
-            seed,
-            run_dir,
-            settings,
-            evaluation,
-            callbacks,
-            context,
-            device,
-            cuda,
-            desc,
-        )
+    with contextlib.nullcontext() if context.device.type == "cuda" else deterministic():
+        return _train(model, dataset, recipe, num_classes, seed, run_dir, settings, evaluation, callbacks,
+                      context, desc)  # fmt: skip
 
 
 def _train(
-    model,
-    dataset,
-    recipe,
-    num_classes,
-    seed,
-    run_dir,
-    settings,
-    evaluation,
-    callbacks,
-    context,
-    device,
-    cuda,
-    desc,
+    model, dataset, recipe, num_classes, seed, run_dir, settings, evaluation, callbacks, context, desc
 ):
+    device, cuda = context.device, context.device.type == "cuda"
     world, rank = context.world_size, context.rank
     micro = recipe.micro_batch(world)
     steps_per_epoch = len(dataset) // recipe.batch_size
