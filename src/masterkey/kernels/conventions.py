@@ -28,6 +28,8 @@ __all__ = [
     "grid_coordinates",
     "pattern_response",
     "centre_share",
+    "mass_ratio_sizes",
+    "kernel_mass_ratio",
 ]
 
 
@@ -190,12 +192,47 @@ def centre_share(kernels: np.ndarray, size: int = 3) -> np.ndarray:
     >>> round(float(centre_share(np.ones((1, 7, 7)))[0] * 49), 9)  # uniform mass: 9 of 49 entries
     9.0
     """
-    kernels = np.abs(np.asarray(kernels, dtype=np.float64))
+    kernels = np.asarray(kernels, dtype=np.float64)
     k = kernels.shape[-1]
     check_kernel_size(k)
     size = min(check_kernel_size(size), k)
-    lo = (k - size) // 2
-    inner = kernels[..., lo : lo + size, lo : lo + size].sum(axis=(-2, -1))
-    total = kernels.sum(axis=(-2, -1))
+    flat = kernels.reshape(-1, *kernels.shape[-2:])
+    return kernel_mass_ratio(flat, [size], check_finite=False)[1][:, 0].reshape(kernels.shape[:-2])
+
+
+def mass_ratio_sizes(height: int, width: int) -> np.ndarray:
+    """The window sizes ``s = 1, 3, ..., <= min(height, width)`` (int)."""
+    return np.arange(1, min(height, width) + 1, 2)
+
+
+def kernel_mass_ratio(kernels, sizes=None, check_finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel mass ratio ([D] Sec. 5; docs/methods.md section 7) of centred kernels of any size.
+
+    ``KMR(s) = sum_{centred s x s} |k| / sum |k|``, the window centred on the kernel's origin at
+    index ``(H // 2, W // 2)`` (the centre of an odd kernel; a NIFF kernel's zero offset).
+
+    Returns ``(sizes, ratios)``: ``ratios[n, i] = KMR_n(sizes[i])`` for kernels ``(N, H, W)``.
+    ``sizes`` defaults to :func:`mass_ratio_sizes`; each must be odd and ``<= min(H, W)``.  An
+    all-zero kernel has ratio NaN.  Raises ``ValueError`` for other shapes or sizes, and for
+    non-finite kernels when ``check_finite``.
+    """
+    array = np.abs(np.asarray(kernels, dtype=np.float64))
+    if array.ndim != 3 or min(array.shape[1:]) < 1:
+        raise ValueError(f"kernels must be (N, H, W), got shape {array.shape}")
+    if check_finite and not np.isfinite(array).all():
+        raise ValueError("kernels hold non-finite values; the kernel mass ratio is undefined")
+    _, height, width = array.shape
+    sizes = mass_ratio_sizes(height, width) if sizes is None else np.asarray(sizes, dtype=int)
+    if np.any(sizes % 2 == 0) or np.any(sizes < 1) or np.any(sizes > min(height, width)):
+        raise ValueError(f"window sizes must be odd and in [1, {min(height, width)}], got {sizes.tolist()}")
+    # a 2-D cumulative sum: any centred window's mass in O(1)
+    table = np.zeros((len(array), height + 1, width + 1))
+    table[:, 1:, 1:] = array.cumsum(axis=1).cumsum(axis=2)
+    cy, cx = height // 2, width // 2
+    top, left = cy - sizes // 2, cx - sizes // 2
+    bottom, right = cy + sizes // 2 + 1, cx + sizes // 2 + 1
+    window = table[:, bottom, right] - table[:, top, right] - table[:, bottom, left] + table[:, top, left]
+    total = table[:, -1, -1][:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return inner / total
+        ratios = np.where(total > 0, window / total, np.nan)
+    return sizes, ratios

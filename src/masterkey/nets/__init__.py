@@ -15,6 +15,7 @@ Depthwise kernels are extracted as in [A]; the networks are timm's ConvNeXt fami
     in Trained Depthwise Convolutional Kernels. ICLR 2024 (arXiv:2401.14469).
 """
 
+from ..niff import models as _niff_models  # noqa: F401  (registers the niff_* architectures with timm)
 from .checkpoints import (
     check_model_spec,
     check_timm_name,

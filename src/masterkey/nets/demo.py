@@ -167,12 +167,14 @@ def train_demo_model(settings: DemoSettings, seed: int, references: np.ndarray, 
 
 
 def save_demo_model(training: DemoTraining, settings: DemoSettings, seed: int, weights_path, meta_path,
-                    log_path) -> dict:  # fmt: skip
+                    log_path, name: str = "demo") -> dict:  # fmt: skip
     """Store the trained demo network like any checkpoint (safetensors + sidecar with the training
-    summary, the settings and the seed) and its per-step log as CSV; returns the sidecar."""
+    summary, the settings, the seed and the ``input_size`` it saw) and its per-step log as CSV;
+    returns the sidecar.  ``name``: the model's name (another network trained on the demo data)."""
     kwargs = {"num_classes": len(training.summary["classes"]), **settings.model_kwargs}
     source = "trained from scratch (embedded demo)"
-    meta = model_metadata(training.model, "demo", source=source, model_kwargs=kwargs)
+    meta = model_metadata(training.model, name, source=source, model_kwargs=kwargs)
+    meta["input_size"] = [3, settings.crop_size, settings.crop_size]
     meta.update(licence="same as this repository", training=training.summary, config=settings.as_dict())
     meta["seed"] = seed
     with atomic_paths(log_path) as (temp,):

@@ -80,40 +80,61 @@ def stage_and_block(layer_name: str) -> tuple[int, int]:
     return numbers[0], numbers[1]
 
 
-def extract_kernels(model: nn.Module, model_name: str) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+def _layer_kernels(model: nn.Module, model_name: str, input_size, crop: int) -> dict[str, np.ndarray]:
+    """``{layer: (C, kh, kw)}``: the weights of every depthwise convolution, or, for a network with
+    NIFF layers ([D]), the central ``crop x crop`` of each layer's spatial kernels at the feature
+    map size ``input_size`` gives (layers with smaller maps hold no such kernel and are left out)."""
+    from ..niff.analysis import central_kernels, spatial_kernels
+    from ..niff.models import niff_layers
+
+    if niff_layers(model):
+        if input_size is None:
+            why = f"model {model_name} has NIFF layers: its kernels need the sidecar's input_size"
+            raise ConfigError("models", f"{why}; retrain it with this version of the workflow")
+        return central_kernels(spatial_kernels(model, tuple(input_size)), crop)
+    with torch.no_grad():
+        return {
+            layer.name: layer.module.weight.detach().to("cpu", torch.float32).numpy()[:, 0]  # (C, 1, kh, kw)
+            for layer in find_depthwise_convs(model)
+        }
+
+
+def extract_kernels(model: nn.Module, model_name: str, input_size=None, crop: int = 7
+                    ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:  # fmt: skip
     """Every depthwise kernel of ``model``.
 
     Returns ``(arrays, index)``: ``arrays[key]`` is float32 of shape
     ``(N_key, kh, kw)`` in layer order then channel order; ``index`` has one
     row per kernel with :data:`INDEX_COLUMNS` (``row`` is the kernel's row in
-    ``arrays[kernel_size]``).  Raises :class:`~masterkey.core.errors.ConfigError` (key ``models``)
+    ``arrays[kernel_size]``).  A network with NIFF layers gives the central ``crop x crop`` of
+    its spatial kernels at input size ``input_size`` ``(C, H, W)`` (docs/methods.md section 7).
+    Raises :class:`~masterkey.core.errors.ConfigError` (key ``models``)
     if the model has no depthwise convolution, ``ValueError`` if a kernel is not finite.
     """
-    layers = find_depthwise_convs(model)
+    layers = _layer_kernels(model, model_name, input_size, crop)
     if not layers:
         raise ConfigError(
             "models",
             f"model {model_name} has no depthwise convolution "
-            "(groups == in_channels == out_channels, size >= 3); nothing to extract",
+            "(groups == in_channels == out_channels, size >= 3; or NIFF maps >= the crop); "
+            "nothing to extract",
         )
     chunks: dict[str, list[np.ndarray]] = {}
     rows = []
-    for layer in layers:
-        with torch.no_grad():
-            weight = layer.module.weight.detach().to("cpu", torch.float32).numpy()
-        kernels = weight[:, 0]  # (C, 1, kh, kw) -> (C, kh, kw)
+    for name, kernels in layers.items():
+        kernels = np.ascontiguousarray(kernels, dtype=np.float32)
         if not np.isfinite(kernels).all():
-            raise ValueError(f"model {model_name}: layer {layer.name} has non-finite kernel weights")
-        key = layer.kernel_key
+            raise ValueError(f"model {model_name}: layer {name} has non-finite kernel weights")
+        key = kernel_key(*kernels.shape[-2:])
         offset = sum(len(c) for c in chunks.get(key, []))
         chunks.setdefault(key, []).append(kernels)
-        stage, block = stage_and_block(layer.name)
+        stage, block = stage_and_block(name)
         flat = kernels.reshape(len(kernels), -1).astype(np.float64)
         rows.append(
             pd.DataFrame(
                 {
                     "model": model_name,
-                    "layer": layer.name,
+                    "layer": name,
                     "stage": stage,
                     "block": block,
                     "channel": np.arange(len(kernels)),
