@@ -29,6 +29,7 @@ include: "workflow/rules/nets.smk"
 include: "workflow/rules/scalespace.smk"
 include: "workflow/rules/clustering.smk"
 include: "workflow/rules/replacement.smk"
+include: "workflow/rules/niff.smk"
 
 
 rule all:

@@ -7,8 +7,8 @@ from masterkey.nets.depthwise import extract_kernels
 
 
 def main(smk):
-    model, _ = load_checkpoint(smk.input.weights, smk.input.meta)
-    arrays, index = extract_kernels(model, smk.wildcards.model)
+    model, meta = load_checkpoint(smk.input.weights, smk.input.meta)
+    arrays, index = extract_kernels(model, smk.wildcards.model, meta.get("input_size"), smk.params.niff_crop)
     save_kernels(arrays, index, smk.output.kernels, smk.output.index)
     sizes = ", ".join(f"{key}: {len(array):,}" for key, array in arrays.items())
     layers = index["layer"].nunique()

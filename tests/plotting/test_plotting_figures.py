@@ -28,6 +28,7 @@ import pytest
 from matplotlib.figure import Figure
 
 import masterkey.plotting.clustering as clustering_figures
+import masterkey.plotting.niff as niff_figures
 import masterkey.plotting.replacement as replacement_figures
 import masterkey.plotting.scalespace as scalespace_figures
 from masterkey.plotting import style
@@ -231,11 +232,29 @@ def _save(make_figure):
     return render
 
 
+def niff_inputs() -> tuple[pd.DataFrame, dict]:
+    """Planted NIFF kernels ``{state: {layer: (C, H, W)}}`` of two stages and their KMR frame."""
+    from masterkey.niff.analysis import kmr_frame
+
+    rng = np.random.default_rng(7)
+    kernels = {
+        state: {
+            f"stages.{i}.blocks.0.conv_dw": rng.normal(size=(8, size, size)) for i, size in enumerate((9, 5))
+        }
+        for state in ("trained", "init")
+    }
+    frame = pd.concat(
+        [kmr_frame(layers, state=state) for state, layers in kernels.items()], ignore_index=True
+    )
+    return frame, kernels
+
+
 def figure_renderers() -> dict:
     """Figure function name -> function(*paths) drawing it from the fixture inputs."""
     data = inputs()
-    ss, cl, rp = scalespace_figures, clustering_figures, replacement_figures
+    ss, cl, rp, nf = scalespace_figures, clustering_figures, replacement_figures, niff_figures
     result, keys = data["clustering"], data["keys"]
+    niff_frame, niff_kernels = niff_inputs()
     return {
         "plot_published_models": _save(
             lambda: ss.plot_published_models(data["published"], data["published_fits"])
@@ -261,6 +280,9 @@ def figure_renderers() -> dict:
         "plot_replacement_accuracy": _save(lambda: rp.plot_replacement_accuracy(data["replacement"])),
         "plot_replacement_stages": _save(lambda: rp.plot_replacement_stages(data["stages"])),
         "plot_frozen_keys": _save(lambda: rp.plot_frozen_keys(frozen_keys_curves_table())),
+        "plot_kmr_curves": _save(lambda: nf.plot_kmr_curves(niff_frame, "r")),
+        "plot_kernel_gallery": _save(lambda: nf.plot_kernel_gallery(niff_kernels, "r")),
+        "plot_kernel_pca": _save(lambda: nf.plot_kernel_pca(niff_kernels, "r")),
     }
 
 

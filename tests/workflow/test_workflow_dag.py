@@ -16,8 +16,8 @@ from masterkey.nets.checkpoints import load_checkpoint
 pytestmark = pytest.mark.slow
 
 # Rules not in the demo DAG: the timm-only ones (the demo trains its own model and evaluates on its own
-# split).
-NOT_IN_DEMO = {"fetch_weights", "prepare_eval_cache"}
+# split) and the cluster training of NIFF runs (CIFAR-10 / ImageNet).
+NOT_IN_DEMO = {"fetch_weights", "prepare_eval_cache", "train_niff"}
 
 
 def rule_names() -> set[str]:
@@ -128,12 +128,14 @@ def test_bad_config_fails_with_one_clear_message(tmp_path, overrides, message):
 
 
 def test_demo_configs_dry_run(tmp_path):
-    """The tiny test config has every rule but the timm-only ones; the default config
-    adds EfficientNet-Lite0 from its package (offline): its fetch_weights job and its share of every
-    per-model job (on the natural set only: it has no labelled set)."""
+    """The tiny test config has every rule but the timm-only ones (two models: the demo and the
+    NIFF demo run, which is analysed but not replaced); the default config adds EfficientNet-Lite0
+    from its package (offline): its fetch_weights job and its share of every per-model job (on the
+    natural set only: it has no labelled set)."""
     tiny = job_counts(run_snakemake(tmp_path, "--configfile", str(TEST_CONFIG), "-n", env=NO_NETWORK).stdout)
     assert set(tiny) == (rule_names() - NOT_IN_DEMO) | {"all", "total"}, tiny
-    assert tiny["fetch_published_filters"] == tiny["train_demo_model"] == 1
+    assert tiny["fetch_published_filters"] == tiny["train_demo_model"] == tiny["train_niff_demo"] == 1
+    assert tiny["extract_kernels"] == 2 and tiny["reference_logits"] == 2  # demo on 2 sets; niff: none
     result = run_snakemake(tmp_path, "--configfile", str(REPO_ROOT / "config.yaml"), "-n", env=NO_NETWORK)
     counts = job_counts(result.stdout)
     assert "resources/weights/tf_efficientnet_lite0.safetensors" in result.stdout
@@ -143,7 +145,7 @@ def test_demo_configs_dry_run(tmp_path):
     expected = {
         **tiny,
         "fetch_weights": 1,
-        **{rule: 2 * tiny[rule] for rule in per_model},
+        **{rule: tiny[rule] * 3 // 2 for rule in per_model},
         "reference_logits": tiny["reference_logits"] + 1,
         "replace_stages": tiny["replace_stages"] + 1,
         "replace_and_evaluate": tiny["replace_and_evaluate"] * 3 // 2,  # + one model on one set

@@ -13,6 +13,8 @@ from masterkey.replacement.finetune import frozen_keys_name
 from masterkey.core.errors import UserError
 from masterkey.nets.checkpoints import check_model_spec
 from masterkey.nets.sources import weights_input
+from masterkey.niff.models import plain_architecture
+from masterkey.niff.settings import NiffSettings
 
 
 def config_error(err):
@@ -23,8 +25,10 @@ def config_error(err):
 try:
     validate_config(config)
     MODELS = {spec.name: spec for spec in model_specs(config)}
+    NIFF = NiffSettings.from_config(config)  # nets (trained runs), niff
+    NIFF_RUNS = {run.name: run for run in NIFF.run_list(MODELS)}
     for _spec in MODELS.values():
-        if not _spec.is_demo:
+        if not _spec.is_demo and _spec.name not in NIFF_RUNS:
             check_model_spec(_spec)
 except UserError as err:
     raise config_error(err) from None
@@ -32,8 +36,10 @@ except UserError as err:
 # Settings of the config sections that several stages read (the others: in their stage's file).
 DEMO = DemoSettings.from_config(config)  # nets, replacement, resources.smk
 CLUSTERING = ClusteringSettings.from_config(config)  # clustering, replacement (number of master keys)
-TIMM_MODELS = [name for name, spec in MODELS.items() if not spec.is_demo]
+TIMM_MODELS = [name for name, spec in MODELS.items() if not spec.is_demo and name not in NIFF_RUNS]
 DEMO_MODELS = [name for name, spec in MODELS.items() if spec.is_demo]
+# models trained by the workflow in the niff stage (their kernels go through spread, fits, clustering)
+RUN_MODELS = [name for name in MODELS if name in NIFF_RUNS]
 PUBLISHED_FILTERS = "resources/published/master_key_filters_8.txt"
 TABLE_EXTS = ("csv", "md", "tex")  # every table is written in these formats
 FIGURE_EXTS = ("png", "pdf")  # every figure likewise
@@ -102,10 +108,48 @@ def finetuned_reference(wildcards):
     return {}
 
 
+# -- the niff stage's input functions (NIFF_RUNS, NIFF_ANALYSED are set in niff.smk)
+def niff_baseline(wildcards):
+    """The plain baseline's kernels of a run (none without a baseline)."""
+    baseline = NIFF_RUNS[wildcards.run].baseline
+    if not baseline:
+        return {}
+    return {
+        "baseline_kernels": f"results/kernels/{baseline}.npz",
+        "baseline_index": f"results/kernels/{baseline}.parquet",
+    }
+
+
+def niff_accuracy_runs():
+    """Params of table_niff_accuracy: every trained run with its baseline's sidecar."""
+    return [
+        {
+            "run": name,
+            "architecture": NIFF_RUNS[name].architecture,
+            "dataset": NIFF_RUNS[name].dataset,
+            "meta": f"resources/weights/{name}.json",
+            "baseline": NIFF_RUNS[name].baseline,
+            "baseline_meta": (
+                f"resources/weights/{NIFF_RUNS[name].baseline}.json" if NIFF_RUNS[name].baseline else None
+            ),
+        }
+        for name in NIFF_ANALYSED
+    ]
+
+
+def niff_eval_cache(wildcards):
+    """The ImageNet validation cache an ImageNet run is evaluated on while it trains."""
+    run = NIFF_RUNS[wildcards.run]
+    if run.dataset != "imagenet":
+        return {}
+    key = preprocessing_for_model(plain_architecture(run.architecture)).key()
+    return {"eval_cache": f"{EVAL_CACHE}/imagenet_val_{key}.npy"}
+
+
 def all_targets():
     """Everything the default target builds: the targets of every stage."""
-    return NETS_TARGETS + SCALESPACE_TARGETS + CLUSTERING_TARGETS + REPLACEMENT_TARGETS
+    return NETS_TARGETS + SCALESPACE_TARGETS + CLUSTERING_TARGETS + REPLACEMENT_TARGETS + NIFF_TARGETS
 
 
 wildcard_constraints:
-    model=alternatives(MODELS),
+    model=alternatives([*MODELS, *NIFF_RUNS]),

@@ -73,6 +73,8 @@ rule extract_kernels:
     resources:
         mem_mb=scaled_mem_mb(base=2000, per_input_mb=4, estimate=model_checkpoint_mb),
         runtime=scaled_runtime(base=5, per_gb=10, estimate=model_checkpoint_mb),
+    params:
+        niff_crop=NIFF.crop,
     script:
         "../../scripts/nets/extract_kernels.py"
 

@@ -54,7 +54,11 @@ LABELLED_SET = {name: [HELDOUT] for name in DEMO_MODELS} | {
     name: [IMAGENET_SET] if IMAGENET_VAL and name not in NON_1K_MODELS else [] for name in TIMM_MODELS
 }
 HEADLESS_MODELS = [name for name in TIMM_MODELS if CLASSES[name] == 0]  # no logits to compare
-EVAL_SETS = {name: [*LABELLED_SET[name], NATURAL] for name in MODELS if name not in HEADLESS_MODELS}
+EVAL_SETS = {
+    name: [*LABELLED_SET[name], NATURAL]
+    for name in [*DEMO_MODELS, *TIMM_MODELS]
+    if name not in HEADLESS_MODELS
+}
 EVAL_MODELS = list(EVAL_SETS)
 # Input function: the ImageNet cache of a model's imagenet_val jobs (the other sets are built in the job).
 eval_set_input = lambda w: EVAL_CACHE_INPUT[w.model] if w.dataset == IMAGENET_SET else {}
@@ -93,7 +97,7 @@ EVAL_PAIRS = [(model, dataset) for model, sets in EVAL_SETS.items() for dataset 
 IMAGENET_TRAIN = config["imagenet_train"]
 FINETUNE_MODELS = [
     m
-    for m in (FINETUNE.models or MODELS)
+    for m in (FINETUNE.models or [*DEMO_MODELS, *TIMM_MODELS])
     if FINETUNE.enabled and (m in DEMO_MODELS or (IMAGENET_TRAIN and IMAGENET_VAL and FINETUNE.recipe))
 ]
 FROZEN_MODELS = [
@@ -172,7 +176,9 @@ rule prepare_eval_cache:
         runtime=120,
     params:
         root=IMAGENET_VAL,
-        preprocessing=lambda wildcards: preprocessing_with_key(TIMM_MODELS, wildcards.key).as_dict(),
+        preprocessing=lambda wildcards: preprocessing_with_key(
+            TIMM_MODELS + NIFF_IMAGENET_ARCHITECTURES, wildcards.key
+        ).as_dict(),
     script:
         "../../scripts/replacement/prepare_eval_cache.py"
 

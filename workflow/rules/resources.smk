@@ -51,7 +51,7 @@ GPU_RULES = (
 )
 # Multi-GPU training rules: training_resources() requests config training.gpus GPUs;
 # profiles/slurm/config.yaml gives them the GPU partition only.
-TRAINING_RULES = ("finetune_frozen", "train_frozen_keys")
+TRAINING_RULES = ("finetune_frozen", "train_frozen_keys", "train_niff")
 # CPU cores of a GPU job (data loading workers); the slurm profile may override
 # it per rule with `set-threads`.
 GPU_THREADS = 8

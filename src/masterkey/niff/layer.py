@@ -25,8 +25,8 @@ Conventions
   zero-padded map (FFT size ``2H x 2W``, no wrap-around).
 * The frequency grid is built for each input size on first use and cached per size, device and
   dtype (not stored in the state dict): the layer accepts any ``H x W``, square or not, and a new
-  size between calls.  The response is always evaluated in float32 (autocast off; FFTs do not
-  take bfloat16) and the output cast back to the input's dtype.
+  size between calls.  The response is evaluated in float32 with autocast off (FFTs do not take
+  bfloat16), or float64 for a float64 layer; the output has the input's dtype.
 
 Reference
 ---------
@@ -94,7 +94,10 @@ def coordinate_mlp(channels: int, widths: tuple[int, ...] = MLP_WIDTHS) -> nn.Se
 
 
 def _hermitian_part(response: torch.Tensor) -> torch.Tensor:
-    """``(W(f) + conj(W(-f))) / 2`` of a response in unshifted DFT order ``(..., H, W)``."""
+    """``(W(f) + conj(W(-f))) / 2`` of a response in unshifted DFT order ``(..., H, W)``.
+
+    A constant imaginary response has no Hermitian part: the output bias of the imaginary MLP
+    never changes the layer's output (its gradient is zero), in [D]'s code as here."""
     flipped = torch.roll(torch.flip(response, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
     return 0.5 * (response + flipped.conj())
 
@@ -122,20 +125,22 @@ class NIFFConv2d(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.channels}, coordinates={self.coordinates}, padding={self.padding}, route={self.route}"
 
-    def _grid(self, height: int, width: int, device) -> torch.Tensor:
-        key = (height, width, str(device))
+    def _grid(self, height: int, width: int, device, dtype) -> torch.Tensor:
+        key = (height, width, str(device), dtype)
         if key not in self._grids:
             with torch.inference_mode(False):  # a grid first built during evaluation serves training too
-                self._grids[key] = frequency_grid(height, width, self.coordinates, device=device)
+                self._grids[key] = frequency_grid(height, width, self.coordinates, device=device, dtype=dtype)
         return self._grids[key]
 
     def frequency_response(self, height: int, width: int) -> torch.Tensor:
-        """``W``: complex64 ``(channels, height, width)`` in centred (``fftshift``) order."""
-        device = self.mlp_real[0].weight.device
-        with torch.autocast(device_type=device.type, enabled=False):
-            grid = self._grid(height, width, device).reshape(-1, 2)
-            real = self.mlp_real(grid).float()
-            imag = self.mlp_imag(grid).float()
+        """``W``: complex ``(channels, height, width)`` in centred (``fftshift``) order; complex128
+        when the MLPs are float64, else complex64."""
+        weight = self.mlp_real[0].weight
+        dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
+        with torch.autocast(device_type=weight.device.type, enabled=False):
+            grid = self._grid(height, width, weight.device, weight.dtype).reshape(-1, 2)
+            real = self.mlp_real(grid).to(dtype)
+            imag = self.mlp_imag(grid).to(dtype)
         return torch.complex(real, imag).T.reshape(self.channels, height, width)
 
     def transfer_function(self, height: int, width: int) -> torch.Tensor:
@@ -158,7 +163,7 @@ class NIFFConv2d(nn.Module):
             )
         height, width = x.shape[-2:]
         dtype = x.dtype
-        x = x.float()
+        x = x.double() if dtype == torch.float64 else x.float()
         with torch.autocast(device_type=x.device.type, enabled=False):
             if self.padding == "zeros":
                 y = self._linear(x, height, width)

@@ -1,6 +1,7 @@
 """Figures: one style (:mod:`.style`) and figure functions per stage that return a ``Figure``.
 
-:mod:`.scalespace` ([B]), :mod:`.clustering` ([A], [Q]), :mod:`.replacement` ([B] Sec. 5, [Q]);
+:mod:`.scalespace` ([B]), :mod:`.clustering` ([A], [Q]), :mod:`.replacement` ([B] Sec. 5, [Q]),
+:mod:`.niff` ([D]);
 the rule scripts save them with :func:`~.style.save_figure` (PDF and PNG, fixed metadata);
 :mod:`.docs` makes the small copies shown in the README.
 
@@ -13,6 +14,8 @@ References
 [B] T. Lindeberg, Z. Babaiee, P. M. Kiasari. Modelling and analysis of the 8 filters from the
     "master key filters hypothesis" for depthwise-separable deep networks in relation to idealized
     receptive fields based on scale-space theory. arXiv:2509.12746; J. Math. Imaging Vis. 68(3), 2026.
+[D] J. Grabinski, J. Keuper, M. Keuper. As large as it gets - Studying infinitely large
+    convolutions via neural implicit frequency filters. TMLR 2024.
 """
 
 from .clustering import (
@@ -23,6 +26,7 @@ from .clustering import (
     plot_prototypes,
     plot_share_vs_accuracy,
 )
+from .niff import plot_kernel_gallery, plot_kernel_pca, plot_kmr_curves
 from .replacement import plot_frozen_keys, plot_replacement_accuracy, plot_replacement_stages
 from .scalespace import (
     plot_explained_share,
@@ -53,4 +57,7 @@ __all__ = [
     "plot_replacement_accuracy",
     "plot_replacement_stages",
     "plot_frozen_keys",
+    "plot_kmr_curves",
+    "plot_kernel_gallery",
+    "plot_kernel_pca",
 ]

@@ -1,0 +1,17 @@
+"""Rule table_niff_kmr: ([D]) effective kernel sizes and kernel mass ratios per run, state and stage."""
+
+from masterkey.core.io import read_parquet
+from masterkey.core.rules import run_rule
+from masterkey.core.tables import write_table
+from masterkey.niff.tables import CAPTIONS, kmr_table
+
+
+def main(smk):
+    table = kmr_table(
+        {run: read_parquet(path) for run, path in zip(smk.params.runs, smk.input.kmr, strict=True)}
+    )
+    write_table(table, *smk.output, caption=CAPTIONS["kmr"])
+    print(table.to_string(index=False))
+
+
+run_rule(main, snakemake)
