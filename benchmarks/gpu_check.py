@@ -31,7 +31,10 @@ other (random weights and data throughout: speed and working code only, not accu
    reads;
 7. the pure forward rate (``torch.no_grad``, bf16 autocast, channels-last, random tensors) of
    ``convnext_atto`` and ``convnext_tiny``, the yardstick of the training and evaluation rates;
-8. ``train()`` with ``torch.compile`` (last; skipped when less than ``COMPILE_BUDGET_S`` of the
+8. NIFF ([D], :mod:`masterkey.niff`): each layer variant (rfft / complex route, zero padding) on a
+   channels-last float32 input under the autocast of part 1 against the same layer in float64 on the
+   CPU, with a backward pass, then ``train()`` of ``niff_convnext_atto`` as in part 1;
+9. ``train()`` with ``torch.compile`` (last; skipped when less than ``COMPILE_BUDGET_S`` of the
    ``GPU_CHECK_BUDGET_S`` budget, default 270 s, is left).
 
 Prints a table (path, status, seconds, images/s, the forward rate of the same network, note) and
@@ -421,6 +424,40 @@ def part_evaluate():
     return result["images_per_second"], note, "convnext_atto"
 
 
+def part_niff():
+    import timm
+
+    from masterkey.niff import NIFFConv2d  # also registers the niff_* names with timm
+    from masterkey.training.engine import RunSettings
+    from masterkey.training.recipe import Recipe
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 24, 14, 9, dtype=torch.float64)  # not square, an odd side
+    worst = 0.0
+    for padding, route in (("circular", "rfft"), ("circular", "complex"), ("zeros", "rfft")):
+        layer = NIFFConv2d(24, padding=padding, route=route).double()
+        reference = layer(x).detach()
+        layer = layer.to(DEVICE, torch.float32)
+        inputs = x.to(DEVICE, torch.float32).contiguous(memory_format=CL).requires_grad_()
+        with autocast():
+            out = layer(inputs)
+        out.square().sum().backward()
+        assert out.dtype == torch.float32 and torch.isfinite(inputs.grad).all(), (padding, route, out.dtype)
+        error = (out.detach().double().cpu() - reference).abs().max() / reference.abs().max()
+        worst = max(worst, float(error))
+    assert worst < 1e-4, f"NIFF on {DEVICE} differs from float64 on the CPU by {worst:.1e} (relative)"
+    model = timm.create_model("niff_convnext_atto", num_classes=1000)
+    recipe = Recipe(steps=UPDATES, batch_size=BATCH, warmup_steps=2)
+    settings = RunSettings(device=DEVICE, workers=loader_workers(), amp="bfloat16", channels_last=True)
+    run, rate = timed_train(model, random_images(4 * BATCH, SIZE), recipe, settings, TIMED_AFTER)
+    losses = run.log["train_loss"]
+    assert np.isfinite(losses).all(), "non-finite training loss"
+    note = (f"3 layer variants = float64 CPU (max rel. diff {worst:.1e}); niff_convnext_atto {UPDATES} "
+            f"updates of {BATCH} at {SIZE}px, {PRECISION}, "
+            f"loss {losses.iloc[0]:.2f} -> {losses.iloc[-1]:.2f}")  # fmt: skip
+    return rate, note, ""
+
+
 def forward_rate(architecture: str) -> float:
     import timm
 
@@ -496,6 +533,7 @@ def main() -> int:
     run("DistributedDataParallel, process group of 1", part_ddp)
     run("kernel autoencoder: train_autoencoder + encode", part_autoencoder)
     run("evaluate() from a uint8 eval cache", part_evaluate)
+    run("NIFF layer variants + train() of niff_convnext_atto", part_niff)
     if time.perf_counter() - started < BUDGET_S - COMPILE_BUDGET_S:
         run("train(): torch.compile", part_compile)
     else:

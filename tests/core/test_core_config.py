@@ -8,6 +8,7 @@ import yaml
 
 import masterkey.clustering.settings  # noqa: F401  (registers the "clustering" section)
 import masterkey.data.demo  # noqa: F401  (registers the "demo" section)
+import masterkey.niff.settings  # noqa: F401  (registers the "niff" section)
 import masterkey.replacement.settings  # noqa: F401  (registers the "replacement" section)
 from masterkey.clustering.settings import ClusteringSettings
 from masterkey.core.config import SCHEMA_PATH, Settings, load_schema, model_specs, validate_config
@@ -97,7 +98,7 @@ def test_model_entries_become_specs():
 
 def test_repository_configs_are_valid(repo_root):
     demo = load_config(repo_root / "config.yaml")
-    assert [s.name for s in model_specs(demo)] == ["demo", "tf_efficientnet_lite0"]
+    assert [s.name for s in model_specs(demo)] == ["demo", "tf_efficientnet_lite0", "niff_convnext_atto"]
     lites = {f"tf_efficientnet_lite{i}": top1 for i, top1 in enumerate((75.1, 76.7, 77.6))}
     configs = {"config.yaml": ["tf_efficientnet_lite0"], "config/efficientnet_lite.yaml": list(lites),
                "config/paper.yaml": list(lites)}  # fmt: skip
@@ -123,7 +124,8 @@ def test_repository_configs_are_valid(repo_root):
 
 def test_test_config_is_valid(repo_root):
     config = load_config(repo_root / ".test" / "config.yaml")
-    assert [s.name for s in model_specs(config)] == ["demo"]
+    assert [s.name for s in model_specs(config)] == ["demo", "niff_convnext_atto"]
+    assert [run["name"] for run in config["niff"]["runs"]] == ["niff_convnext_atto"]
     assert DemoSettings.from_config(config).steps == 3
 
 
