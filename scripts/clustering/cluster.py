@@ -18,7 +18,8 @@ from masterkey.core.tables import write_table
 
 def main(smk):
     settings, seed = ClusteringSettings.from_section(smk.params.settings), smk.params.seed
-    pools = pool_models(smk.params.models, smk.input.kernels, smk.input.indices, settings, seed)
+    pools = pool_models(smk.params.models, smk.input.kernels, smk.input.indices, settings, seed,
+                        held_out=smk.params.held_out)  # fmt: skip
     latents = {key: latents_for_pool(pool, smk.input.latents) for key, pool in pools.items()}
     models, _ = load_autoencoders(smk.input.model, pools)
     decoders = {key: (lambda z, m=models[key]: decode(m, z)) for key in pools}

@@ -20,7 +20,7 @@ from masterkey.data.published import load_master_key_filters
 def main(smk):
     settings, num_keys = ClusteringSettings.from_section(smk.params.settings), int(smk.wildcards.num_keys)
     pools = pool_models(smk.params.models, smk.input.kernels, smk.input.indices, settings, smk.params.seed,
-                        capped=False)  # fmt: skip
+                        capped=False, held_out=smk.params.held_out)  # fmt: skip
     models, _ = load_autoencoders(smk.input.model, pools)
     results = select_master_keys_per_size(pools, models, settings, num_keys)
     comparison, note = published_comparison(results, load_master_key_filters(smk.input.published))

@@ -13,7 +13,8 @@ from masterkey.core.tables import write_table
 
 def main(smk):
     settings, seed = ClusteringSettings.from_section(smk.params.settings), smk.params.seed
-    pools = pool_models(smk.params.models, smk.input.kernels, smk.input.indices, settings, seed)
+    pools = pool_models(smk.params.models, smk.input.kernels, smk.input.indices, settings, seed,
+                        held_out=smk.params.held_out)  # fmt: skip
     counts = pd.concat([pool.counts for pool in pools.values()], ignore_index=True)
     print(counts.to_string(index=False))
     models, history = train_autoencoders(pools, settings, seed)

@@ -341,3 +341,26 @@ def test_prototype_types_uses_idealized_types():
     labels, abs_cosine = prototype_types(templates())
     assert labels == TYPES
     assert np.allclose(abs_cosine, 1.0, atol=1e-6)
+
+
+def test_held_out_models_are_classified_but_shape_nothing():
+    """A held-out model (a NIFF network of [D]) is pooled, encoded and assigned, but the fitting
+    sample, the prototypes and the master key selection are those of the other models alone."""
+    from masterkey.clustering.master_keys import select_master_keys
+
+    per_model, _ = planted_mixture(seed=1)
+    names = list(per_model)
+    settings = ClusteringSettings(k=4, kmeans_n_init=2, raw_kmeans_max_kernels=150, epochs=2, min_steps=0,
+                                  batch_size=64, restarts=1)  # fmt: skip
+    held = pool_arrays(per_model, seed=3, held_out=[names[-1]])
+    alone = pool_arrays({m: per_model[m] for m in names[:-1]}, seed=3)
+    assert len(held) > len(alone) and (held.counts.set_index("model")["fit"][names[-1]] == 0)
+    assert np.array_equal(held.kernels[held.fit_mask], alone.kernels[alone.fit_mask])
+    assert np.array_equal(held.kernels[held.reference_mask], alone.kernels)
+    model, _ = train_autoencoder(held.kernels[held.fit_mask], settings, seed=7, progress=False)
+    runs = [cluster_pool(p, encode(model, p.kernels), settings, seed=7, progress=None) for p in (held, alone)]
+    np.testing.assert_array_equal(runs[0].prototypes, runs[1].prototypes)
+    assert set(runs[0].assignments["model"]) == set(names)  # the held-out model is classified
+    candidates = alone.kernels[:20]
+    keys = [select_master_keys(p.kernels[p.reference_mask], candidates, 3).keys for p in (held, alone)]
+    np.testing.assert_array_equal(*keys)

@@ -125,7 +125,9 @@ def run_script(name: str, directory, input: dict, output: dict, settings=SETTING
         wildcards=Namedlist(fromdict=wildcards),
         input=Namedlist(fromdict=input),
         output=Namedlist(fromdict=output),
-        params=Namedlist(fromdict={"models": ["a", "b"], "settings": settings.as_dict(), "seed": 0}),
+        params=Namedlist(
+            fromdict={"models": ["a", "b"], "held_out": [], "settings": settings.as_dict(), "seed": 0}
+        ),
     )
     threads = torch.get_num_threads()
     try:

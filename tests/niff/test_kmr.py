@@ -9,15 +9,21 @@ import pytest
 import timm
 import torch
 
-from masterkey.niff import central_crop, effective_size, kernel_mass_ratio, mass_ratio_sizes, niff_layers
-from masterkey.niff.analysis import (
+from masterkey.niff import (
+    central_crop,
     central_kernels,
-    effective_sizes,
+    effective_size,
     feature_sizes,
+    kernel_mass_ratio,
+    mass_ratio_sizes,
+    niff_layers,
+    spatial_kernels,
+)
+from masterkey.niff.analysis import (
+    effective_sizes,
     kmr_frame,
     load_state_kernels,
     save_state_kernels,
-    spatial_kernels,
     stage_summary,
 )
 
@@ -251,3 +257,16 @@ def test_state_kernels_round_trip(tmp_path):
         assert list(loaded[state]) == list(layers)
         for name, array in layers.items():
             np.testing.assert_array_equal(loaded[state][name], array)
+
+
+def test_effective_size_of_a_non_square_kernel_never_reached_is_its_larger_side():
+    """Windows stop at the shorter side (9 of a 9x12 kernel): mass in the outer columns means no
+    window reaches 90 %, and the whole kernel (12) is the effective size, not 9."""
+    kernel = np.zeros((1, 9, 12))
+    kernel[0, 4, 6] = 1.0  # the origin (H//2, W//2)
+    kernel[0, 4, 0] = kernel[0, 4, 11] = 1.0  # outside every centred window of odd size <= 9
+    frame = kmr_frame({"stages.0.blocks.0.conv_dw": kernel}, state="trained")
+    sizes = effective_sizes(frame)
+    assert sizes["size_90"].iloc[0] == 12.0 and sizes["size_50"].iloc[0] == 12.0
+    kernel[0, 4, 0] = kernel[0, 4, 11] = 0.0
+    assert effective_sizes(kmr_frame({"l": kernel}, state="trained"))["size_90"].iloc[0] == 1.0

@@ -250,8 +250,8 @@ def network_inputs():
     import timm
     import torch
 
-    import masterkey.niff  # noqa: F401  (registers niff_convnext_atto)
-    from masterkey.niff.analysis import kmr_frame, spatial_kernels
+    from masterkey.niff import spatial_kernels  # importing masterkey.niff registers niff_convnext_atto
+    from masterkey.niff.analysis import kmr_frame
 
     torch.manual_seed(0)
     niff = timm.create_model("niff_convnext_atto", num_classes=16).eval()

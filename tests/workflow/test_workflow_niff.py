@@ -10,7 +10,7 @@ import yaml
 
 from conftest import job_counts, run_snakemake, write_config
 from masterkey.nets.checkpoints import load_checkpoint
-from masterkey.niff.analysis import central_kernels, spatial_kernels
+from masterkey.niff import central_kernels, spatial_kernels
 
 pytestmark = pytest.mark.slow
 RUN = "niff_convnext_atto"

@@ -12,6 +12,8 @@ CLUSTERING_INPUT = {
 }
 CLUSTERING_PARAMS = {
     "models": list(MODELS),
+    # the NIFF networks ([D]) are classified against types learned without them (never fitted on)
+    "held_out": RUN_MODELS,
     "settings": CLUSTERING.as_dict(),
     "seed": config["seed"],
 }

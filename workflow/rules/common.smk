@@ -13,7 +13,7 @@ from masterkey.replacement.finetune import frozen_keys_name
 from masterkey.core.errors import UserError
 from masterkey.nets.checkpoints import check_model_spec
 from masterkey.nets.sources import weights_input
-from masterkey.niff.models import plain_architecture
+from masterkey.nets.niff_convnext import plain_architecture
 from masterkey.niff.settings import NiffSettings
 
 
@@ -108,7 +108,7 @@ def finetuned_reference(wildcards):
     return {}
 
 
-# -- the niff stage's input functions (NIFF_RUNS, NIFF_ANALYSED are set in niff.smk)
+# -- the niff stage's input functions (NIFF_RUNS is set above, NIFF_ANALYSED in niff.smk)
 def niff_baseline(wildcards):
     """The plain baseline's kernels of a run (none without a baseline)."""
     baseline = NIFF_RUNS[wildcards.run].baseline

@@ -3,19 +3,19 @@
 # the workflow (niff.runs) beside the plain network they are compared with; their spatial kernels,
 # trained and at initialisation, measured by the kernel mass ratio. A run also listed in `models`
 # goes through spread, fits and clustering like any model (the central niff.crop of its kernels).
-from masterkey.niff.models import is_niff_architecture, plain_architecture
+from masterkey.nets.niff_convnext import is_niff_architecture, plain_architecture
 
 CATEGORY_NIFF = "6. Neural implicit frequency filters ([D])"
 CIFAR10 = config["cifar10"]
 DATA_OF = {"cifar10": CIFAR10, "imagenet": config["imagenet_train"]}
 # runs whose data is there (demo runs always); the others are left out with one line
 DEMO_RUNS = [name for name, run in NIFF_RUNS.items() if run.dataset == "demo"]
-CLUSTER_RUNS = [
+GPU_RUNS = [
     name
     for name, run in NIFF_RUNS.items()
     if run.dataset != "demo" and DATA_OF[run.dataset] and (run.dataset != "imagenet" or IMAGENET_VAL)
 ]
-_left_out = [name for name in NIFF_RUNS if name not in DEMO_RUNS + CLUSTER_RUNS]
+_left_out = [name for name in NIFF_RUNS if name not in DEMO_RUNS + GPU_RUNS]
 if _left_out:
     print(
         f"niff: run(s) {', '.join(_left_out)} left out: set cifar10, or imagenet_train and imagenet_val",
@@ -24,19 +24,26 @@ if _left_out:
 for _name in RUN_MODELS:
     if _name in _left_out:
         raise config_error(f"models: '{_name}' is trained by niff.runs, whose data is not configured")
-TRAINED_RUNS = DEMO_RUNS + CLUSTER_RUNS
+TRAINED_RUNS = DEMO_RUNS + GPU_RUNS
+for _name in TRAINED_RUNS:
+    if NIFF_RUNS[_name].baseline in _left_out:
+        raise config_error(
+            f"niff.runs: the baseline '{NIFF_RUNS[_name].baseline}' of '{_name}' is left out (its data is "
+            "not configured); set its data path or choose another baseline"
+        )
 # the plain architectures whose ImageNet validation cache the ImageNet runs read (prepare_eval_cache)
 NIFF_IMAGENET_ARCHITECTURES = [
     plain_architecture(NIFF_RUNS[name].architecture)
-    for name in CLUSTER_RUNS
+    for name in GPU_RUNS
     if NIFF_RUNS[name].dataset == "imagenet"
 ]
 NIFF_ANALYSED = [name for name in TRAINED_RUNS if is_niff_architecture(NIFF_RUNS[name].architecture)]
 NIFF_FIGURES = ("kmr", "kernels", "pca")
 NIFF_TARGETS = [
+    *expand("resources/weights/{run}.json", run=TRAINED_RUNS),  # plain runs too, baseline or not
     *expand(
         "results/tables/niff_{table}.{ext}",
-        table=("kmr", "accuracy") if NIFF_ANALYSED else (),
+        table=("kmr", "kmr_layers", "accuracy") if NIFF_ANALYSED else (),
         ext=TABLE_EXTS,
     ),
     *expand(
@@ -91,7 +98,7 @@ rule train_niff:
     log:
         "logs/niff/train_niff/{run}.log",
     wildcard_constraints:
-        run=alternatives(CLUSTER_RUNS),
+        run=alternatives(GPU_RUNS),
     conda:
         "../envs/masterkey.yaml"
     threads: training_threads
@@ -148,6 +155,29 @@ rule table_niff_kmr:
         runs=NIFF_ANALYSED,
     script:
         "../../scripts/niff/table_niff_kmr.py"
+
+
+rule table_niff_kmr_layers:
+    input:
+        kmr=expand("results/niff/{run}/kmr.parquet", run=NIFF_ANALYSED),
+    output:
+        report(
+            "results/tables/niff_kmr_layers.csv",
+            caption="../report/niff_kmr_layers_table.rst",
+            category=CATEGORY_NIFF,
+            labels={"item": "effective kernel sizes per layer", "paper": "[D]", "kind": "table"},
+        ),
+        "results/tables/niff_kmr_layers.md",
+        "results/tables/niff_kmr_layers.tex",
+    log:
+        "logs/niff/table_niff_kmr_layers.log",
+    localrule: True
+    conda:
+        "../envs/masterkey.yaml"
+    params:
+        runs=NIFF_ANALYSED,
+    script:
+        "../../scripts/niff/table_niff_kmr_layers.py"
 
 
 rule table_niff_accuracy:

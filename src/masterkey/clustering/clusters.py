@@ -339,7 +339,8 @@ def cluster_pool(
     fit = pool.fit_mask
     say(f"k-means (k={k}) on {latents.shape[1]}-d latent codes of {int(fit.sum()):,} kernels")
     labels, centroids = kmeans_assign(latents, k, seed, settings.kmeans_n_init, fit, order="centroid")
-    prototypes = member_prototypes(pool.kernels, labels, k)
+    reference = pool.reference_mask  # held-out models do not shape the prototypes
+    prototypes = member_prototypes(pool.kernels[reference], labels[reference], k)
     cosine = cosine_to_prototypes(pool.kernels, labels, prototypes)
     n_raw = min(int(fit.sum()), settings.raw_kmeans_max_kernels)
     say(f"baseline k-means (k={k}) on raw normalised kernels (fitted on {n_raw:,})")

@@ -340,7 +340,8 @@ def select_master_keys_per_size(pools: Mapping, autoencoders: Mapping, settings,
     Parameters
     ----------
     pools : mapping of str to KernelPool
-        One pool per size, keyed ``"7x7"`` (:func:`masterkey.clustering.pool.pool_models`).
+        One pool per size, keyed ``"7x7"`` (:func:`masterkey.clustering.pool.pool_models`); the
+        keys are chosen for its reference kernels (held-out models left out).
     autoencoders : mapping of str to KernelAutoencoder
         The autoencoder of each size (same keys); its ``settings.num_candidates`` decoded
         candidates (:func:`decode_candidates`) are the size's candidates.
@@ -357,7 +358,7 @@ def select_master_keys_per_size(pools: Mapping, autoencoders: Mapping, settings,
     results = {}
     for key, pool in pools.items():
         latents, candidates = decode_candidates(autoencoders[key], settings.num_candidates)
-        results[key] = select_master_keys(pool.kernels, candidates, num_keys, latents)
+        results[key] = select_master_keys(pool.kernels[pool.reference_mask], candidates, num_keys, latents)
     return results
 
 

@@ -15,7 +15,11 @@ and constant kernels are dropped and counted per model.  With ``flip_sign`` (off
 positive.  At most ``max_kernels_per_model`` kernels per model (a seeded random subset,
 ``numpy.random.default_rng([seed, crc32(model)])``) form the *fitting sample* of the autoencoder
 and the k-means centroids, so that one large model does not dominate; every kernel of the pool is
-still encoded, assigned and reported.
+still encoded, assigned and reported.  *Held-out* models (``held_out``: the NIFF networks of [D],
+docs/methods.md section 7) are pooled, encoded, assigned and reported like the others but never
+enter the fitting sample, the cluster prototypes or the master key selection
+(:attr:`KernelPool.reference_mask`), so that they are classified against types learned without
+them.
 """
 
 from __future__ import annotations
@@ -188,10 +192,16 @@ class KernelPool:
     kernels: np.ndarray
     index: pd.DataFrame
     counts: pd.DataFrame
+    held_out: tuple[str, ...] = ()
 
     @property
     def fit_mask(self) -> np.ndarray:
         return self.index["fit"].to_numpy(bool)
+
+    @property
+    def reference_mask(self) -> np.ndarray:
+        """Kernels of the models that define the types: every model but the held-out ones."""
+        return ~self.index["model"].isin(self.held_out).to_numpy(bool)
 
     @property
     def kernel_size(self) -> int:
@@ -219,8 +229,9 @@ def _fit_sample(n: int, cap: int | None, seed: int, model: str) -> np.ndarray:
     return mask
 
 
-def _pool_size(per_model, kernel_size, max_per_model, seed, flip_sign) -> KernelPool:
+def _pool_size(per_model, kernel_size, max_per_model, seed, flip_sign, held_out=()) -> KernelPool:
     """:func:`pool_arrays` without its check for an empty pool."""
+    held_out = tuple(held_out)
     key = kernel_key(kernel_size, kernel_size)
     parts, indices, counts = [], [], []
     for model, (array, index) in per_model.items():
@@ -240,7 +251,7 @@ def _pool_size(per_model, kernel_size, max_per_model, seed, flip_sign) -> Kernel
         except ValueError as err:
             raise ValueError(f"model {model}: {err}") from None
         kept = rows[keep]
-        fit = _fit_sample(len(kept), max_per_model, seed, model)
+        fit = _fit_sample(len(kept), max_per_model, seed, model) & (model not in held_out)
         table = pd.DataFrame(
             {
                 "model": model,
@@ -268,11 +279,11 @@ def _pool_size(per_model, kernel_size, max_per_model, seed, flip_sign) -> Kernel
     counts = pd.DataFrame(counts, columns=COUNT_COLUMNS)
     if not indices:
         empty = np.zeros((0, kernel_size, kernel_size), np.float32)
-        return KernelPool(empty, pd.DataFrame(columns=POOL_COLUMNS), counts)
+        return KernelPool(empty, pd.DataFrame(columns=POOL_COLUMNS), counts, held_out)
     index = pd.concat(indices, ignore_index=True)
     for column in ("model", "layer", "kernel_size"):
         index[column] = index[column].astype(str)
-    return KernelPool(np.concatenate(parts), index[POOL_COLUMNS], counts)
+    return KernelPool(np.concatenate(parts), index[POOL_COLUMNS], counts, held_out)
 
 
 def pool_arrays(
@@ -281,6 +292,7 @@ def pool_arrays(
     max_per_model: int | None = None,
     seed: int = 0,
     flip_sign: bool = False,
+    held_out: Iterable[str] = (),
 ) -> KernelPool:
     """Pool ``{model: (arrays_of_that_size, index)}`` (see the module docstring; docs/methods.md s. 4.2).
 
@@ -298,6 +310,9 @@ def pool_arrays(
         Seed of the fitting sample (the workflow passes :func:`size_seed`).
     flip_sign : bool
         Sign rule of :func:`normalise_kernels`.
+    held_out : iterable of str
+        Models pooled but kept out of the fitting sample and the reference kernels (see the
+        module docstring).
 
     Returns
     -------
@@ -322,7 +337,7 @@ def pool_arrays(
     >>> pool.counts.values.tolist(), pool.index["row"].tolist()
     ([['m', '3x3', 3, 1, 2, 1]], [0, 2])
     """
-    pool = _pool_size(per_model, kernel_size, max_per_model, seed, flip_sign)
+    pool = _pool_size(per_model, kernel_size, max_per_model, seed, flip_sign, held_out)
     if len(pool) == 0:
         key, names = kernel_key(kernel_size, kernel_size), ", ".join(per_model) or "(none)"
         total = int(pool.counts["kernels"].sum())
@@ -356,6 +371,7 @@ def pool_models(
     seed: int,
     capped: bool = True,
     say: Callable[[str], None] | None = print,
+    held_out: Iterable[str] = (),
 ) -> dict[str, KernelPool]:
     """One :class:`KernelPool` per kernel size to cluster, keyed ``"kxk"`` in ascending size.
 
@@ -363,7 +379,8 @@ def pool_models(
     the clustering rules get them), resolves the sizes (:func:`resolve_kernel_sizes` with
     ``settings.kernel_sizes``) and pools each with ``seed = size_seed(seed, k)`` and the settings'
     sign rule (:func:`pool_arrays`); ``capped`` applies ``settings.max_kernels_per_model`` to the
-    fitting sample (docs/methods.md section 4.2).
+    fitting sample (docs/methods.md section 4.2); ``held_out`` models are pooled but never fitted
+    on (see the module docstring).
 
     A size with fewer than ``settings.k`` kernels in its (capped) fitting sample cannot be
     clustered: with ``kernel_sizes`` null it is left out with one line to ``say``; a configured
@@ -397,8 +414,10 @@ def pool_models(
         for model, (array, _) in arrays.items():
             if array is not None and not np.isfinite(array).all():
                 raise StaleFileError(paths[model], f"holds {key} kernels with NaN or inf")
-        pool = _pool_size(arrays, k, cap if capped else None, size_seed(seed, k), settings.flip_sign)
-        fitted = int(np.minimum(pool.counts["pooled"], cap if cap is not None else np.inf).sum())
+        sample_cap = cap if capped else None
+        pool = _pool_size(arrays, k, sample_cap, size_seed(seed, k), settings.flip_sign, held_out)
+        reference = pool.counts[~pool.counts["model"].isin(pool.held_out)]
+        fitted = int(np.minimum(reference["pooled"], cap if cap is not None else np.inf).sum())
         if fitted >= settings.k:
             pools[key] = pool
             continue

@@ -30,6 +30,7 @@ __all__ = [
     "centre_share",
     "mass_ratio_sizes",
     "kernel_mass_ratio",
+    "central_crop",
 ]
 
 
@@ -236,3 +237,12 @@ def kernel_mass_ratio(kernels, sizes=None, check_finite: bool = True) -> tuple[n
     with np.errstate(invalid="ignore", divide="ignore"):
         ratios = np.where(total > 0, window / total, np.nan)
     return sizes, ratios
+
+
+def central_crop(kernels, size: int) -> np.ndarray:
+    """The centred ``size x size`` part of centred kernels ``(N, H, W)`` (``size`` odd, ``<= H, W``)."""
+    array = np.asarray(kernels)
+    if size % 2 == 0 or size > min(array.shape[-2:]):
+        raise ValueError(f"crop size must be odd and <= {min(array.shape[-2:])}, got {size}")
+    cy, cx, r = array.shape[-2] // 2, array.shape[-1] // 2, size // 2
+    return array[..., cy - r : cy + r + 1, cx - r : cx + r + 1]

@@ -6,7 +6,9 @@
 * :mod:`.layouts` - reading checkpoint files: wrappers, dtypes, key layouts, one clear error;
 * :mod:`.deploy` - fusing reparameterisable networks (RepViT, MobileOne, FastViT) for analysis;
 * :mod:`.depthwise` - finding depthwise convolutions, extracting their kernels, writing kernels back;
-* :mod:`.demo` - the small ConvNeXt trained from scratch offline.
+* :mod:`.demo` - the small ConvNeXt trained from scratch offline;
+* :mod:`.niff`, :mod:`.niff_convnext` - the NIFF depthwise layer of [D] and ``niff_<ConvNeXt>``
+  for timm (the study: :mod:`masterkey.niff`).
 
 References
 ----------
@@ -15,7 +17,7 @@ Depthwise kernels are extracted as in [A]; the networks are timm's ConvNeXt fami
     in Trained Depthwise Convolutional Kernels. ICLR 2024 (arXiv:2401.14469).
 """
 
-from ..niff import models as _niff_models  # noqa: F401  (registers the niff_* architectures with timm)
+from . import niff_convnext as _niff_convnext  # noqa: F401  (registers the niff_* architectures with timm)
 from .checkpoints import (
     check_model_spec,
     check_timm_name,

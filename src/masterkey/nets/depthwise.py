@@ -28,6 +28,7 @@ from torch import nn
 
 from ..core.errors import ConfigError, StaleFileError
 from ..kernels.store import INDEX_COLUMNS, kernel_key
+from .niff_convnext import central_kernels, niff_layers, spatial_kernels
 
 __all__ = [
     "DepthwiseLayer",
@@ -84,9 +85,6 @@ def _layer_kernels(model: nn.Module, model_name: str, input_size, crop: int) -> 
     """``{layer: (C, kh, kw)}``: the weights of every depthwise convolution, or, for a network with
     NIFF layers ([D]), the central ``crop x crop`` of each layer's spatial kernels at the feature
     map size ``input_size`` gives (layers with smaller maps hold no such kernel and are left out)."""
-    from ..niff.analysis import central_kernels, spatial_kernels
-    from ..niff.models import niff_layers
-
     if niff_layers(model):
         if input_size is None:
             why = f"model {model_name} has NIFF layers: its kernels need the sidecar's input_size"

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
+from ..core.errors import StaleFileError
 from ..nets.depthwise import stage_and_block
-from .kmr import LEVELS, central_crop, effective_size, kernel_mass_ratio
-from .models import niff_layers
+from ..nets.niff_convnext import feature_sizes, spatial_kernels
+from .kmr import LEVELS, effective_size, kernel_mass_ratio
 
 __all__ = [
-    "feature_sizes",
-    "spatial_kernels",
-    "central_kernels",
     "kmr_frame",
     "effective_sizes",
     "stage_summary",
@@ -30,51 +27,6 @@ __all__ = [
     "save_state_kernels",
     "load_state_kernels",
 ]
-
-
-@torch.no_grad()
-def feature_sizes(model: nn.Module, input_size) -> dict[str, tuple[int, int]]:
-    """``{layer path: (H, W)}`` of every NIFF layer for an input of ``input_size`` ``(C, H, W)``.
-    Raises ``ValueError`` when the model has no NIFF layer."""
-    layers = niff_layers(model)
-    if not layers:
-        raise ValueError(f"{type(model).__name__} has no NIFF layer")
-    sizes: dict[str, tuple[int, int]] = {}
-
-    def record(name):
-        def hook(module, args):  # returns None: the input is left as it is
-            sizes.setdefault(name, tuple(args[0].shape[-2:]))
-
-        return hook
-
-    hooks = [layer.register_forward_pre_hook(record(name)) for name, layer in layers]
-    device = next(model.parameters()).device
-    was_training = model.training
-    try:
-        model.eval()
-        model(torch.zeros(1, *input_size, device=device))
-    finally:
-        model.train(was_training)
-        for hook in hooks:
-            hook.remove()
-    return sizes
-
-
-@torch.no_grad()
-def spatial_kernels(model: nn.Module, input_size=None, sizes: dict | None = None) -> dict[str, np.ndarray]:
-    """``{layer path: k}`` with ``k`` float32 ``(C, H, W)`` centred, every NIFF layer at its map
-    size for ``input_size`` ``(C, H, W)`` (or the ``sizes`` of :func:`feature_sizes`)."""
-    sizes = sizes if sizes is not None else feature_sizes(model, input_size)
-    return {
-        name: layer.spatial_kernels(*sizes[name]).cpu().numpy().astype(np.float32)
-        for name, layer in niff_layers(model)
-    }
-
-
-def central_kernels(kernels: dict[str, np.ndarray], size: int = 7) -> dict[str, np.ndarray]:
-    """The centred ``size x size`` part of each layer's kernels; layers whose maps are smaller
-    than ``size`` are left out (they hold no such kernel)."""
-    return {name: central_crop(k, size) for name, k in kernels.items() if min(k.shape[-2:]) >= size}
 
 
 def kmr_frame(kernels: dict[str, np.ndarray], **labels) -> pd.DataFrame:
@@ -105,7 +57,7 @@ def effective_sizes(frame: pd.DataFrame, levels=LEVELS) -> pd.DataFrame:
         rows.append(key)
         sizes, ratios = group["s"].to_numpy(), group["kmr"].to_numpy()[None]
         full = (
-            min(int(v) for v in str(group["kernel_size"].iloc[0]).split("x"))
+            max(int(v) for v in str(group["kernel_size"].iloc[0]).split("x"))
             if "kernel_size" in group
             else None
         )
@@ -155,12 +107,18 @@ def save_state_kernels(kernels: dict[str, dict[str, np.ndarray]], path) -> None:
 
 
 def load_state_kernels(path) -> dict[str, dict[str, np.ndarray]]:
-    """The inverse of :func:`save_state_kernels` (layers in stored order)."""
+    """The inverse of :func:`save_state_kernels` (layers in stored order); a missing or unreadable
+    file raises :class:`~masterkey.core.errors.StaleFileError` naming it."""
     kernels: dict[str, dict[str, np.ndarray]] = {}
-    with np.load(path) as data:
-        for entry in data.files:
-            state, layer = entry.split("/", 1)
-            kernels.setdefault(state, {})[layer] = data[entry]
+    try:
+        with np.load(path) as data:
+            for entry in data.files:
+                state, layer = entry.split("/", 1)
+                kernels.setdefault(state, {})[layer] = data[entry]
+    except FileNotFoundError:
+        raise StaleFileError(path, "does not exist") from None
+    except (ValueError, OSError) as err:
+        raise StaleFileError(path, f"is unreadable ({err})") from None
     return kernels
 
 

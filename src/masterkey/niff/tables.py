@@ -19,6 +19,7 @@ from .analysis import stage_summary
 __all__ = ["CAPTIONS", "kmr_table", "accuracy_table"]
 
 CAPTIONS = {
+    "kmr_layers": "[D]: the effective kernel sizes and kernel mass ratios of the stage table, per layer",
     "kmr": (
         "[D]: effective size of the depthwise kernels per stage (smallest centred s x s window holding "
         "50 % / 90 % of the l1 mass, in grid spacings of the stage's feature map; mean and standard "
@@ -26,20 +27,23 @@ CAPTIONS = {
         "at initialisation (same seed), and the plain network's 7x7 kernels"
     ),
     "accuracy": (
-        "[D]: validation accuracy of the NIFF network and the plain network it is compared with "
-        "(same recipe, budget and seed), parameters and training time"
+        "[D]: final validation accuracy of each NIFF run and of the plain network it is compared with "
+        "(demo runs: the held-out crops, same recipe, budget and seed as the demo network; CIFAR-10: the "
+        "test batch; ImageNet: every 5th validation image, the EMA where the recipe keeps one), parameters "
+        "and training time; a pretrained baseline has no validation accuracy here"
     ),
 }
 
 
-def kmr_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per (run, state, stage) from the runs' long KMR frames (``state`` column)."""
-    parts = [stage_summary(frame).assign(run=run) for run, frame in frames.items()]
+def kmr_table(frames: dict[str, pd.DataFrame], by: str = "stage") -> pd.DataFrame:
+    """One row per (run, state, ``by``) from the runs' long KMR frames (``state`` column); ``by``
+    is ``stage``, or ``layer`` (with its stage and block; layers in network order)."""
+    keys = ("state", "stage") if by == "stage" else ("state", "stage", "block", "layer")
+    parts = [stage_summary(frame, by=keys).assign(run=run) for run, frame in frames.items()]
     table = pd.concat(parts, ignore_index=True)
     order = {"trained": 0, "init": 1, "plain": 2}
-    table = table.sort_values(
-        ["run", "state", "stage"], key=lambda c: c.map(order) if c.name == "state" else c
-    )
+    state_first = lambda column: column.map(order) if column.name == "state" else column  # noqa: E731
+    table = table.sort_values(["run", *keys[:3]], key=state_first, kind="stable")
     return table[["run", *[c for c in table.columns if c != "run"]]].reset_index(drop=True)
 
 

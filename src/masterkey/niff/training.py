@@ -32,13 +32,13 @@ from ..data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocessing_for_
 from ..data.training_sets import cifar10_dataset
 from ..nets.checkpoints import model_metadata, save_checkpoint
 from ..nets.demo import DemoTraining, create_demo_network, train_demo_model
+from ..nets.niff_convnext import is_niff_architecture, plain_architecture
 from ..training.distributed import distributed_context, launch
 from ..training.engine import RunSettings, train
 from ..training.evaluate import TopK, evaluate
 from ..training.recipe import Recipe
 from ..training.runtime import deterministic
 from ..training.sampling import seed_everything
-from .models import is_niff_architecture, plain_architecture
 from .settings import NiffRun, NiffSettings
 
 __all__ = [
@@ -83,7 +83,7 @@ def train_demo_run(run: NiffRun, niff: NiffSettings, demo: DemoSettings, seed: i
 def save_initial(initial: nn.Module, trained_meta: dict, weights_path, meta_path) -> dict:
     """The initial network as a checkpoint whose sidecar is the trained one's, marked ``state:
     init`` (same architecture, options, input size and seed)."""
-    meta = {k: v for k, v in trained_meta.items() if k not in ("sha256", "training")}
+    meta = {k: v for k, v in trained_meta.items() if k not in ("sha256", "training", "weights")}
     meta.update(state="init", source=f"{trained_meta['source']}; the network before training (same seed)")
     return save_checkpoint(initial, meta, weights_path, meta_path)
 
@@ -147,7 +147,8 @@ def train_run_task(*, run: dict, niff: dict, training: dict, paths: dict, seed: 
     if not context.is_main:
         return
     network = result.ema if result.ema is not None else result.model
-    final = evaluation(network) if evaluation is not None else {}  # the stored network's accuracy
+    column = "ema_val_accuracy" if result.ema is not None else "val_accuracy"  # the engine's last evaluation
+    final = {"val_accuracy": float(result.log[column].iloc[-1])} if column in result.log else {}
     meta.update(training={**result.summary, **final}, weights="ema" if result.ema is not None else "model")
     with atomic_paths(outputs["metrics"]) as (temp,):
         result.log.to_csv(temp, index=False)

@@ -12,7 +12,7 @@ Conventions
 -----------
 * Coordinates fed to the MLPs, per frequency, in the order ``(horizontal, vertical)`` as the
   reference code has them: ``index`` (default, the reference's) are the integer DFT indices
-  ``-N//2 .. (N-1)//2`` (for even ``N`` exactly the reference's ``arange(-N/2, N/2)``; for odd
+  ``-(N//2) .. (N-1)//2`` (for even ``N`` exactly the reference's ``arange(-N/2, N/2)``; for odd
   ``N`` the reference fed half-integers with DC at ``-0.5``, here DC is at 0); ``cycles`` are the
   frequencies in cycles per sample, ``fftshift(fftfreq(N))`` in ``[-0.5, 0.5)``, the same range
   for every ``N``.

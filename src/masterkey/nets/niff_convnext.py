@@ -1,24 +1,29 @@
 """NIFF versions of timm's ConvNeXt and ConvNeXt V2, registered with timm as ``niff_<architecture>``.
 
 :func:`niffify` replaces every stride-1 depthwise convolution of a ConvNeXt block (``conv_dw``)
-by a :class:`~.layer.NIFFConv2d` of the same width; the stem, the downsampling layers and every
+by a :class:`~.niff.NIFFConv2d` of the same width; the stem, the downsampling layers and every
 other weight stay as they are.  Importing this module registers ``niff_convnext_atto``,
 ``niff_convnext_tiny``, ``niff_convnextv2_tiny``, ... (one per timm ConvNeXt / ConvNeXt V2
 architecture) so that ``timm.create_model("niff_convnext_atto", num_classes=16)`` and every config
 of this project can name them; options ``niff_coordinates``, ``niff_padding``, ``niff_route`` are
 passed through ``create_model`` (they are recorded in a checkpoint's ``model_kwargs``).  There
-are no pretrained NIFF weights.  [D] Sec. 3; docs/methods.md section 7.
+are no pretrained NIFF weights.  :func:`spatial_kernels` gives every NIFF layer's kernels at the
+feature-map sizes of an input size (what extraction and the kernel mass ratio analysis read).
+[D] Sec. 3; docs/methods.md section 7.
 """
 
 from __future__ import annotations
 
 import sys
 
+import numpy as np
 import timm
+import torch
 from timm.models import register_model
 from torch import nn
 
-from .layer import NIFFConv2d
+from ..kernels.conventions import central_crop
+from .niff import NIFFConv2d
 
 __all__ = [
     "PREFIX",
@@ -29,6 +34,9 @@ __all__ = [
     "plain_architecture",
     "is_niff_architecture",
     "registered_architectures",
+    "feature_sizes",
+    "spatial_kernels",
+    "central_kernels",
 ]
 
 PREFIX = "niff_"
@@ -61,7 +69,7 @@ def niffify(model: nn.Module, *, coordinates: str = "index", padding: str = "cir
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         layer = NIFFConv2d(conv.in_channels, coordinates=coordinates, padding=padding, route=route)
-        setattr(parent, attr, layer.to(device=conv.weight.device))
+        setattr(parent, attr, layer.to(device=conv.weight.device, dtype=conv.weight.dtype))
     return model
 
 
@@ -128,3 +136,48 @@ _REGISTERED = tuple(_register())
 def registered_architectures() -> tuple[str, ...]:
     """Every ``niff_<architecture>`` name registered with timm by this module."""
     return _REGISTERED
+
+
+@torch.no_grad()
+def feature_sizes(model: nn.Module, input_size) -> dict[str, tuple[int, int]]:
+    """``{layer path: (H, W)}`` of every NIFF layer for an input of ``input_size`` ``(C, H, W)``.
+    Raises ``ValueError`` when the model has no NIFF layer."""
+    layers = niff_layers(model)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no NIFF layer")
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def record(name):
+        def hook(module, args):  # returns None: the input is left as it is
+            sizes.setdefault(name, tuple(args[0].shape[-2:]))
+
+        return hook
+
+    hooks = [layer.register_forward_pre_hook(record(name)) for name, layer in layers]
+    device = next(model.parameters()).device
+    was_training = model.training
+    try:
+        model.eval()
+        model(torch.zeros(1, *input_size, device=device))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return sizes
+
+
+@torch.no_grad()
+def spatial_kernels(model: nn.Module, input_size=None, sizes: dict | None = None) -> dict[str, np.ndarray]:
+    """``{layer path: k}`` with ``k`` float32 ``(C, H, W)`` centred, every NIFF layer at its map
+    size for ``input_size`` ``(C, H, W)`` (or the ``sizes`` of :func:`feature_sizes`)."""
+    sizes = sizes if sizes is not None else feature_sizes(model, input_size)
+    return {
+        name: layer.spatial_kernels(*sizes[name]).cpu().numpy().astype(np.float32)
+        for name, layer in niff_layers(model)
+    }
+
+
+def central_kernels(kernels: dict[str, np.ndarray], size: int = 7) -> dict[str, np.ndarray]:
+    """The centred ``size x size`` part of each layer's kernels; layers whose maps are smaller
+    than ``size`` are left out (they hold no such kernel)."""
+    return {name: central_crop(k, size) for name, k in kernels.items() if min(k.shape[-2:]) >= size}
