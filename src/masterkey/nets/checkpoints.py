@@ -48,6 +48,7 @@ __all__ = [
     "check_finite",
     "model_metadata",
     "save_checkpoint",
+    "save_trained",
     "fetch_weights",
     "read_metadata",
     "load_checkpoint",
@@ -179,6 +180,20 @@ def save_checkpoint(model: nn.Module, meta: dict, weights_path, meta_path) -> di
         meta = {**meta, "sha256": sha256_file(weights_temp)}
         write_json(meta, meta_temp)
     return meta
+
+
+def save_trained(run, sidecar: dict, outputs: dict, extra_training: dict | None = None) -> dict:
+    """Store a finished training run (the engine's ``TrainingRun``: ``model``, ``ema``, ``log``,
+    ``summary``) like any checkpoint: its weight EMA where the recipe keeps one (the network
+    ConvNeXt reports), else the model, with ``sidecar`` plus ``training`` (the run's summary and
+    ``extra_training``) and ``weights`` (``ema`` or ``model``); the per-step log as CSV.
+    ``outputs``: paths ``weights``, ``meta``, ``metrics``.  Returns the stored sidecar."""
+    network = run.ema if run.ema is not None else run.model
+    sidecar = {**sidecar, "training": {**run.summary, **(extra_training or {})},
+               "weights": "ema" if run.ema is not None else "model"}  # fmt: skip
+    with atomic_paths(outputs["metrics"]) as (temp,):
+        run.log.to_csv(temp, index=False)
+    return save_checkpoint(network, sidecar, outputs["weights"], outputs["meta"])
 
 
 def fetch_weights(spec: ModelSpec, weights_path, meta_path, hub_cache: str | None = None) -> dict:

@@ -23,19 +23,16 @@ import shutil
 
 import numpy as np
 import timm
-import torch
 from torch import nn
 
-from ..core.io import atomic_paths
 from ..data.demo import DemoSettings
-from ..data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocessing_for_model
-from ..data.training_sets import cifar10_dataset
-from ..nets.checkpoints import model_metadata, save_checkpoint
+from ..data.preprocessing import preprocessing_for_model
+from ..nets.checkpoints import model_metadata, save_checkpoint, save_trained
 from ..nets.demo import DemoTraining, create_demo_network, train_demo_model
 from ..nets.niff_convnext import is_niff_architecture, plain_architecture
+from ..training.datasets import cifar10_training_data, imagenet_training_data
 from ..training.distributed import distributed_context, launch
 from ..training.engine import RunSettings, train
-from ..training.evaluate import TopK, evaluate
 from ..training.recipe import Recipe
 from ..training.runtime import deterministic
 from ..training.sampling import seed_everything
@@ -88,28 +85,12 @@ def save_initial(initial: nn.Module, trained_meta: dict, weights_path, meta_path
     return save_checkpoint(initial, meta, weights_path, meta_path)
 
 
-def _data(run: NiffRun, recipe: Recipe, paths: dict, input_size: int, num_workers: int):
+def _data(run: NiffRun, recipe: Recipe, paths: dict, input_size: int, workers: int):
     """``(training set, num_classes, evaluation)`` of a CIFAR-10 or ImageNet run."""
     if run.dataset == "cifar10":
-        transform = recipe.create_transform(input_size, IMAGENET_MEAN, IMAGENET_STD)
-        train_set = cifar10_dataset(paths.get("cifar10"), train=True, transform=transform)
-        eval_transform = timm.data.create_transform(input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                                                    crop_pct=1.0, interpolation="bicubic")  # fmt: skip
-        test_set = cifar10_dataset(paths.get("cifar10"), train=False, transform=eval_transform)
-        top1 = [TopK((1,), names=("val_accuracy",))]
-
-        def evaluation(model):
-            device = next(model.parameters()).device
-            loader = torch.utils.data.DataLoader(test_set, batch_size=256, num_workers=num_workers)
-            result = evaluate(model, loader, top1, device=device, channels_last=device.type == "cuda")
-            return {"val_accuracy": result["val_accuracy"]}
-
-        return train_set, train_set.num_classes, evaluation
-    from ..replacement.finetune import training_data  # ImageNet folders + strided validation cache
-
-    meta = {"timm_name": plain_architecture(run.architecture)}
-    return training_data(run.name, meta, recipe, demo={}, imagenet_train=paths.get("imagenet_train"),
-                         seed=0, eval_cache=paths.get("eval_cache"))  # fmt: skip
+        return cifar10_training_data(paths.get("cifar10"), recipe, input_size, workers)
+    return imagenet_training_data(plain_architecture(run.architecture), recipe, paths.get("imagenet_train"),
+                                  paths.get("eval_cache"))  # fmt: skip
 
 
 def run_input_size(run: NiffRun) -> int:
@@ -146,13 +127,9 @@ def train_run_task(*, run: dict, niff: dict, training: dict, paths: dict, seed: 
     )  # fmt: skip
     if not context.is_main:
         return
-    network = result.ema if result.ema is not None else result.model
     column = "ema_val_accuracy" if result.ema is not None else "val_accuracy"  # the engine's last evaluation
     final = {"val_accuracy": float(result.log[column].iloc[-1])} if column in result.log else {}
-    meta.update(training={**result.summary, **final}, weights="ema" if result.ema is not None else "model")
-    with atomic_paths(outputs["metrics"]) as (temp,):
-        result.log.to_csv(temp, index=False)
-    saved = save_checkpoint(network, meta, outputs["weights"], outputs["meta"])
+    saved = save_trained(result, meta, outputs, extra_training=final)
     model.load_state_dict(initial)
     save_initial(model, saved, outputs["init_weights"], outputs["init_meta"])
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -24,7 +24,6 @@ sidecar holds the replacement and training summaries) and the metrics CSV.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 
 import timm
@@ -33,19 +32,17 @@ from torch import nn
 from ..clustering.master_keys import load_master_keys
 from ..core.config import DEMO_MODEL
 from ..core.errors import StaleFileError
-from ..core.io import atomic_paths
 from ..data.demo import DemoSettings, demo_dataset
-from ..data.preprocessing import preprocessing_for_model
 from ..data.published import load_master_key_filters
-from ..data.training_sets import DemoCrops, image_folder_dataset
-from ..nets.checkpoints import load_checkpoint, model_metadata, save_checkpoint
+from ..data.training_sets import DemoCrops
+from ..nets.checkpoints import load_checkpoint, model_metadata, save_trained
 from ..nets.demo import create_demo_network, evaluate_demo
+from ..training.datasets import imagenet_training_data
 from ..training.distributed import distributed_context, launch
 from ..training.engine import RunSettings, train
-from ..training.evaluate import TopK, evaluate
 from ..training.recipe import Recipe
 from ..training.sampling import seed_everything
-from .evaluation import IMAGENET_VAL, apply_variant, load_eval_set, load_variant_inputs
+from .evaluation import apply_variant, load_variant_inputs
 from .frozen import freeze_depthwise, install_frozen_keys, random_keys, reference_by_layer
 from .variants import parse_variant
 
@@ -102,22 +99,7 @@ def training_data(
     if model_name == DEMO_MODEL:
         dataset = demo_dataset(DemoSettings.from_section(demo), seed)
         return DemoCrops(dataset), dataset.num_classes, lambda model: evaluate_demo(model, dataset)
-    pre = preprocessing_for_model(meta["timm_name"])
-    transform = recipe.create_transform(pre.input_size[-1], pre.mean, pre.std)
-    evaluation = None
-    if eval_cache:
-        full = load_eval_set(IMAGENET_VAL, meta, cache_path=eval_cache)
-        eval_set = dataclasses.replace(
-            full, images=full.images[::eval_stride], labels=full.labels[::eval_stride]
-        )
-        top1 = [TopK((1,), names=("val_accuracy",))]
-
-        def evaluation(model):
-            device = next(model.parameters()).device  # and its memory format: the training's
-            result = evaluate(model, eval_set, top1, device=device, channels_last=device.type == "cuda")
-            return {"val_accuracy": result["val_accuracy"]}
-
-    return image_folder_dataset(imagenet_train, transform), 1000, evaluation
+    return imagenet_training_data(meta["timm_name"], recipe, imagenet_train, eval_cache, eval_stride)
 
 
 def _trainable_copy(
@@ -147,16 +129,12 @@ def training_runtime(model_name: str, run: dict) -> RunSettings:
 
 
 def _save_run(run, meta: dict, name: str, extra: dict, outputs: dict) -> None:
-    """Rank 0: the trained network like any checkpoint (its weight EMA when the recipe keeps one,
-    as ConvNeXt V2 reports it), its sidecar (``weights``: ``ema`` or ``model``) and the metrics CSV."""
-    network = run.ema if run.ema is not None else run.model
+    """Rank 0: the trained network like any checkpoint (:func:`~masterkey.nets.checkpoints.save_trained`:
+    its weight EMA when the recipe keeps one), its sidecar and the metrics CSV."""
     sidecar = model_metadata(
-        network, meta["name"], source=f"trained by rule {name}", model_kwargs=meta.get("model_kwargs", {})
+        run.model, meta["name"], source=f"trained by rule {name}", model_kwargs=meta.get("model_kwargs", {})
     )
-    sidecar.update(extra, training=run.summary, weights="ema" if run.ema is not None else "model")
-    with atomic_paths(outputs["metrics"]) as (temp,):
-        run.log.to_csv(temp, index=False)
-    save_checkpoint(network, sidecar, outputs["weights"], outputs["meta"])
+    save_trained(run, {**sidecar, **extra}, outputs)
 
 
 def _job(model_name, inputs, recipe, run, demo, imagenet_train, seed, eval_cache):

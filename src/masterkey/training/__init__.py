@@ -6,7 +6,8 @@
 * :mod:`.sampling` - the seeded data order and per-sample augmentation seeds;
 * :mod:`.distributed` - torchrun processes (:func:`launch`) and their process group;
 * :mod:`.loop` - :func:`training_steps` over in-memory tensors (the kernel autoencoder);
-* :mod:`.evaluate` - :func:`evaluate` with pluggable metrics (:class:`TopK`, :class:`MeanLoss`).
+* :mod:`.evaluate` - :func:`evaluate` with pluggable metrics (:class:`TopK`, :class:`MeanLoss`);
+* :mod:`.datasets` - ImageNet-1k and CIFAR-10 training sets with their evaluation while training.
 
 References
 ----------
