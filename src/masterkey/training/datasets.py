@@ -45,7 +45,9 @@ def top1_evaluation(data) -> Callable[[nn.Module], dict]:
     return evaluation
 
 
-def imagenet_training_data(timm_name: str, recipe: Recipe, imagenet_train, eval_cache=None, eval_stride: int = 5):
+def imagenet_training_data(
+    timm_name: str, recipe: Recipe, imagenet_train, eval_cache=None, eval_stride: int = 5
+):
     """ImageNet-1k training folders with ``recipe``'s transform at ``timm_name``'s input size and
     normalisation; evaluated on every ``eval_stride``-th image of the validation cache
     ``eval_cache`` when given.  A missing or empty ``imagenet_train`` raises ``ConfigError``; a
@@ -55,7 +57,9 @@ def imagenet_training_data(timm_name: str, recipe: Recipe, imagenet_train, eval_
     evaluation = None
     if eval_cache:
         full = load_eval_cache(eval_cache, pre)
-        strided = dataclasses.replace(full, images=full.images[::eval_stride], labels=full.labels[::eval_stride])
+        strided = dataclasses.replace(
+            full, images=full.images[::eval_stride], labels=full.labels[::eval_stride]
+        )
         evaluation = top1_evaluation(strided)
     return image_folder_dataset(imagenet_train, transform), IMAGENET_CLASSES, evaluation
 
