@@ -88,7 +88,7 @@ def test_every_job_of_the_demo_run_wrote_its_log(tiny_demo_run):
     by_rule = {}
     for path in logs:
         parts = path.relative_to(tiny_demo_run / "logs").with_suffix("").parts
-        assert parts[0] in ("nets", "scalespace", "clustering", "replacement"), path
+        assert parts[0] in ("nets", "scalespace", "clustering", "replacement", "niff"), path
         by_rule.setdefault(parts[1], []).append(path)
     assert set(by_rule) == rule_names() - NOT_IN_DEMO, sorted(by_rule)
     for rule, paths in by_rule.items():
