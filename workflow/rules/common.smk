@@ -13,7 +13,7 @@ from masterkey.replacement.finetune import frozen_keys_name
 from masterkey.core.errors import UserError
 from masterkey.nets.checkpoints import check_model_spec
 from masterkey.nets.sources import weights_input
-from masterkey.nets.niff_convnext import plain_architecture
+from masterkey.nets.niff_convnext import is_niff_architecture, plain_architecture
 from masterkey.niff.settings import NiffSettings
 
 

@@ -74,7 +74,8 @@ rule extract_kernels:
         mem_mb=scaled_mem_mb(base=2000, per_input_mb=4, estimate=model_checkpoint_mb),
         runtime=scaled_runtime(base=5, per_gb=10, estimate=model_checkpoint_mb),
     params:
-        niff_crop=NIFF.crop,
+        # only NIFF runs crop their kernels: a change of niff.crop reruns just their extraction
+        niff_crop=lambda w: NIFF.crop if w.model in NIFF_RUNS or is_niff_architecture(w.model) else None,
     script:
         "../../scripts/nets/extract_kernels.py"
 

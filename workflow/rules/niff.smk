@@ -3,7 +3,6 @@
 # the workflow (niff.runs) beside the plain network they are compared with; their spatial kernels,
 # trained and at initialisation, measured by the kernel mass ratio. A run also listed in `models`
 # goes through spread, fits and clustering like any model (the central niff.crop of its kernels).
-from masterkey.nets.niff_convnext import is_niff_architecture, plain_architecture
 
 CATEGORY_NIFF = "6. Neural implicit frequency filters ([D])"
 CIFAR10 = config["cifar10"]

@@ -97,7 +97,7 @@ def _layer_kernels(model: nn.Module, model_name: str, input_size, crop: int) -> 
         }
 
 
-def extract_kernels(model: nn.Module, model_name: str, input_size=None, crop: int = 7
+def extract_kernels(model: nn.Module, model_name: str, input_size=None, crop: int | None = 7
                     ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:  # fmt: skip
     """Every depthwise kernel of ``model``.
 
