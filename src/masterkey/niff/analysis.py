@@ -14,6 +14,7 @@ import pandas as pd
 from torch import nn
 
 from ..core.errors import StaleFileError
+from ..core.io import atomic_paths
 from ..nets.depthwise import stage_and_block
 from ..nets.niff_convnext import feature_sizes, spatial_kernels
 from .kmr import LEVELS, effective_size, kernel_mass_ratio
@@ -96,8 +97,6 @@ def plain_kmr_frame(arrays: dict[str, np.ndarray], index: pd.DataFrame, **labels
 
 def save_state_kernels(kernels: dict[str, dict[str, np.ndarray]], path) -> None:
     """Write ``{state: {layer: (C, H, W)}}`` as one ``.npz`` (entries ``<state>/<layer>``), atomically."""
-    from ..core.io import atomic_paths
-
     entries = {
         f"{state}/{layer}": array for state, layers in kernels.items() for layer, array in layers.items()
     }
