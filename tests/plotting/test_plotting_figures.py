@@ -31,6 +31,7 @@ import masterkey.plotting.clustering as clustering_figures
 import masterkey.plotting.niff as niff_figures
 import masterkey.plotting.replacement as replacement_figures
 import masterkey.plotting.scalespace as scalespace_figures
+import masterkey.plotting.shiftinv as shiftinv_figures
 from masterkey.plotting import style
 from masterkey.scalespace.templates import idealized_templates
 
@@ -249,12 +250,34 @@ def niff_inputs() -> tuple[pd.DataFrame, dict]:
     return frame, kernels
 
 
+@cache
+def shiftinv_inputs() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Per-filter frames of planted Gabor filters (bank "gabor", with max pooling) and of random
+    3x3 RGB kernels (stride 2, no pooling), measured on smoothed noise; the random kernels' monochrome
+    parts."""
+    from scipy.ndimage import gaussian_filter
+
+    from masterkey.shiftinv import filter_analysis, monochrome_part
+
+    rng = np.random.default_rng(11)
+    images = gaussian_filter(rng.normal(size=(3, 64, 64)), (0, 1, 1))
+    r = np.arange(-4, 5)
+    y, x = np.meshgrid(r, r, indexing="ij")
+    gabors = np.stack([np.exp(-(x**2 + y**2) / 8) * np.cos(w * (np.cos(a) * x + np.sin(a) * y))
+                       for w in (0.6, 1.2) for a in np.linspace(0, np.pi, 6, endpoint=False)])  # fmt: skip
+    gabor = filter_analysis(images, gabors, 2)
+    kernels = rng.normal(size=(12, 3, 3, 3))
+    stem = filter_analysis(images, kernels, 2, pool=False).assign(applies=False)
+    return gabor, stem, monochrome_part(kernels)[0]
+
+
 def figure_renderers() -> dict:
     """Figure function name -> function(*paths) drawing it from the fixture inputs."""
     data = inputs()
     ss, cl, rp, nf = scalespace_figures, clustering_figures, replacement_figures, niff_figures
     result, keys = data["clustering"], data["keys"]
     niff_frame, niff_kernels = niff_inputs()
+    si, (gabor, stem, stem_kernels) = shiftinv_figures, shiftinv_inputs()
     return {
         "plot_published_models": _save(
             lambda: ss.plot_published_models(data["published"], data["published_fits"])
@@ -283,6 +306,10 @@ def figure_renderers() -> dict:
         "plot_kmr_curves": _save(lambda: nf.plot_kmr_curves(niff_frame, "r")),
         "plot_kernel_gallery": _save(lambda: nf.plot_kernel_gallery(niff_kernels, "r")),
         "plot_kernel_pca": _save(lambda: nf.plot_kernel_pca(niff_kernels, "r")),
+        "plot_gamma_map": _save(lambda: si.plot_gamma_map(2, resolution=65)),
+        "plot_fourier_layout": _save(lambda: si.plot_fourier_layout(gabor, "gabor")),
+        "plot_bounds_scatter": _save(lambda: si.plot_bounds_scatter({"gabor": gabor, "stem": stem})),
+        "plot_first_layer": _save(lambda: si.plot_first_layer(stem_kernels, stem, "stem")),
     }
 
 
