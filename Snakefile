@@ -30,6 +30,7 @@ include: "workflow/rules/scalespace.smk"
 include: "workflow/rules/clustering.smk"
 include: "workflow/rules/replacement.smk"
 include: "workflow/rules/niff.smk"
+include: "workflow/rules/shiftinv.smk"
 
 
 rule all:

@@ -88,7 +88,7 @@ def test_every_job_of_the_demo_run_wrote_its_log(tiny_demo_run):
     by_rule = {}
     for path in logs:
         parts = path.relative_to(tiny_demo_run / "logs").with_suffix("").parts
-        assert parts[0] in ("nets", "scalespace", "clustering", "replacement", "niff"), path
+        assert parts[0] in ("nets", "scalespace", "clustering", "replacement", "niff", "shiftinv"), path
         by_rule.setdefault(parts[1], []).append(path)
     assert set(by_rule) == rule_names() - NOT_IN_DEMO, sorted(by_rule)
     for rule, paths in by_rule.items():
@@ -135,6 +135,7 @@ def test_demo_configs_dry_run(tmp_path):
     tiny = job_counts(run_snakemake(tmp_path, "--configfile", str(TEST_CONFIG), "-n", env=NO_NETWORK).stdout)
     assert set(tiny) == (rule_names() - NOT_IN_DEMO) | {"all", "total"}, tiny
     assert tiny["fetch_published_filters"] == tiny["train_demo_model"] == tiny["train_niff_demo"] == 1
+    assert tiny["train_shiftinv_demo"] == tiny["shiftinv_dtcwpt"] == 1 and tiny["shiftinv_first_layer"] == 2
     assert tiny["extract_kernels"] == 2 and tiny["reference_logits"] == 2  # demo on 2 sets; niff: none
     result = run_snakemake(tmp_path, "--configfile", str(REPO_ROOT / "config.yaml"), "-n", env=NO_NETWORK)
     counts = job_counts(result.stdout)
@@ -152,6 +153,9 @@ def test_demo_configs_dry_run(tmp_path):
         # the demo fine-tunes 9 variants (3 in the tiny config), each evaluated on 2 sets
         "finetune_frozen": 9,
         "evaluate_finetuned": 18,
+        # [C]: depths 2 and 3 (tiny: 2), m = 2 and 4 (tiny: 2), + EfficientNet-Lite0's first layer
+        **{rule: 2 for rule in ("shiftinv_dtcwpt", "figure_shiftinv_dtcwpt", "figure_shiftinv_gamma")},
+        **{rule: 3 for rule in ("shiftinv_first_layer", "figure_shiftinv_first_layer")},
     }
     expected["total"] = sum(v for k, v in expected.items() if k != "total")
     assert counts == expected

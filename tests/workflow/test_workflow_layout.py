@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 RULES_DIR = REPO_ROOT / "workflow" / "rules"
 SCRIPTS_DIR = REPO_ROOT / "scripts"
-STAGES = ("nets", "scalespace", "clustering", "replacement", "niff")
+STAGES = ("nets", "scalespace", "clustering", "replacement", "niff", "shiftinv")
 MAX_SCRIPT_LINES = 40  # a rule script: docstring, imports, main() of a few calls, run_rule(main, snakemake)
 MAX_MAIN_LINES = 25
 FIGURE_EXTS = {"png", "pdf"}

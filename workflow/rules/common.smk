@@ -10,11 +10,12 @@ from masterkey.core.config import model_specs, validate_config
 from masterkey.data.demo import DemoSettings
 from masterkey.nets.demo import demo_recipe
 from masterkey.replacement.finetune import frozen_keys_name
-from masterkey.core.errors import UserError
+from masterkey.core.errors import ConfigError, UserError
 from masterkey.nets.checkpoints import check_model_spec
 from masterkey.nets.sources import weights_input
 from masterkey.nets.niff_convnext import is_niff_architecture, plain_architecture
 from masterkey.niff.settings import NiffSettings
+from masterkey.shiftinv.settings import ShiftinvSettings
 
 
 def config_error(err):
@@ -30,6 +31,17 @@ try:
     for _spec in MODELS.values():
         if not _spec.is_demo and _spec.name not in NIFF_RUNS:
             check_model_spec(_spec)
+    SHIFTINV = ShiftinvSettings.from_config(config)  # nets (runs, fetched networks), shiftinv
+    SHIFTINV_RUNS = {run.name: run for run in SHIFTINV.run_list([*MODELS, *NIFF_RUNS])}
+    # networks of shiftinv.networks that are neither models nor runs: timm checkpoints to fetch
+    FETCHED_NETWORKS = {
+        spec.name: spec for spec in SHIFTINV.fetched_networks([*MODELS, *NIFF_RUNS], SHIFTINV_RUNS)
+    }
+    for _spec in FETCHED_NETWORKS.values():
+        try:
+            check_model_spec(_spec)
+        except UserError as err:
+            raise ConfigError("shiftinv.networks", str(err).removeprefix("config key models: ")) from None
 except UserError as err:
     raise config_error(err) from None
 
@@ -148,8 +160,15 @@ def niff_eval_cache(wildcards):
 
 def all_targets():
     """Everything the default target builds: the targets of every stage."""
-    return NETS_TARGETS + SCALESPACE_TARGETS + CLUSTERING_TARGETS + REPLACEMENT_TARGETS + NIFF_TARGETS
+    return (
+        NETS_TARGETS
+        + SCALESPACE_TARGETS
+        + CLUSTERING_TARGETS
+        + REPLACEMENT_TARGETS
+        + NIFF_TARGETS
+        + SHIFTINV_TARGETS
+    )
 
 
 wildcard_constraints:
-    model=alternatives([*MODELS, *NIFF_RUNS]),
+    model=alternatives([*MODELS, *NIFF_RUNS, *SHIFTINV_RUNS, *FETCHED_NETWORKS]),

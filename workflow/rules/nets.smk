@@ -2,6 +2,8 @@
 # depthwise kernel of each (masterkey.nets; docs/methods.md section 1).
 CATEGORY_DEMO = "0. Demo model"
 CATEGORY_KERNELS = "0. Depthwise kernels per model"
+# every checkpoint rule fetch_weights stores: the timm models and shiftinv's fetched networks
+WEIGHT_SPECS = {**MODELS, **FETCHED_NETWORKS}
 # The kernels of every model (everything else of the stage is their input) and their shapes.
 NETS_TARGETS = [
     *expand("results/kernels/{model}.{ext}", model=MODELS, ext=("npz", "parquet")),
@@ -11,21 +13,21 @@ NETS_TARGETS = [
 
 rule fetch_weights:
     input:
-        lambda wildcards: weights_input(MODELS[wildcards.model]),
+        lambda wildcards: weights_input(WEIGHT_SPECS[wildcards.model]),
     output:
         weights="resources/weights/{model}.safetensors",
         meta="resources/weights/{model}.json",
     log:
         "logs/nets/fetch_weights/{model}.log",
     wildcard_constraints:
-        model=alternatives(TIMM_MODELS),
+        model=alternatives(TIMM_MODELS + list(FETCHED_NETWORKS)),
     conda:
         "../envs/masterkey.yaml"
     resources:
         mem_mb=scaled_mem_mb(base=2000, per_input_mb=4, estimate=model_checkpoint_mb),
         runtime=scaled_runtime(base=15, per_gb=15, estimate=model_checkpoint_mb),
     params:
-        spec=lambda wildcards: MODELS[wildcards.model].as_dict(),
+        spec=lambda wildcards: WEIGHT_SPECS[wildcards.model].as_dict(),
         hub_cache=config["hub_cache"],
     script:
         "../../scripts/nets/fetch_weights.py"

@@ -48,6 +48,8 @@ GPU_RULES = (
     "replace_and_evaluate",
     "replace_stages",
     "evaluate_finetuned",
+    "shiftinv_dtcwpt",
+    "shiftinv_first_layer",
 )
 # Multi-GPU training rules: training_resources() requests config training.gpus GPUs;
 # profiles/slurm/config.yaml gives them the GPU partition only.
