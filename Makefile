@@ -15,7 +15,8 @@ REPORT ?= results/report.html
 
 # The demo's key figures shown in the README (docs/<name>.png, made by `make docs`).
 DOCS_FIGURES := published_models explained_share_demo cluster_prototypes master_keys_8 \
-	cluster_membership_demo replacement_accuracy share_vs_accuracy niff_kmr_niff_convnext_atto
+	cluster_membership_demo replacement_accuracy share_vs_accuracy niff_kmr_niff_convnext_atto \
+	shiftinv_dtcwpt_J2
 DOCS_SOURCES := $(DOCS_FIGURES:%=results/figures/%.png)
 
 .PHONY: venv demo test paper dry-run-paper report docs lint clean

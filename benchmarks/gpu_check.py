@@ -34,7 +34,10 @@ other (random weights and data throughout: speed and working code only, not accu
 8. NIFF ([D], :mod:`masterkey.niff`): each layer variant (rfft / complex route, zero padding) on a
    channels-last float32 input under the autocast of part 1 against the same layer in float64 on the
    CPU, with a backward pass, then ``train()`` of ``niff_convnext_atto`` as in part 1;
-9. ``train()`` with ``torch.compile`` (last; skipped when less than ``COMPILE_BUDGET_S`` of the
+9. the shift-invariance measures ([C], :func:`masterkey.shiftinv.filter_analysis`) of a ResNet-18's
+   first layer on the device (float32) against float64 on the CPU, then their images/s on a batch of
+   grayscale crops, and the DT-CWPT's (J = 3) where the ``dtcwt`` package is installed;
+10. ``train()`` with ``torch.compile`` (last; skipped when less than ``COMPILE_BUDGET_S`` of the
    ``GPU_CHECK_BUDGET_S`` budget, default 270 s, is left).
 
 Prints a table (path, status, seconds, images/s, the forward rate of the same network, note) and
@@ -458,6 +461,42 @@ def part_niff():
     return rate, note, ""
 
 
+def part_shiftinv():
+    import timm
+
+    from masterkey.shiftinv import filter_analysis
+
+    torch.manual_seed(0)
+    kernels = timm.create_model("resnet18").conv1.weight.detach().double().numpy()
+    images = torch.rand(4, 96, 96, dtype=torch.float64).numpy()
+    reference = filter_analysis(images, kernels, 2, device="cpu")  # float64 on the CPU
+    on_device = filter_analysis(images.astype(np.float32), kernels, 2, device=DEVICE)
+    columns = ["discrepancy", "instability", "instability_cmod"]
+    worst = float((on_device[columns] - reference[columns]).abs().max().max())
+    assert worst < 1e-3, f"shift measures on {DEVICE} differ from float64 on the CPU by {worst:.1e}"
+    count, side = (256, 320) if CUDA else (8, 160)
+    batch = torch.rand(count, side, side).numpy()
+    filter_analysis(batch[:2], kernels, 2, device=DEVICE)  # warm-up
+    sync()
+    started = time.perf_counter()
+    filter_analysis(batch, kernels, 2, device=DEVICE, batch_size=32)
+    sync()
+    rate = count / (time.perf_counter() - started)
+    note = (f"ResNet-18 conv1 (64 RGB 7x7, m=2, 3x3/2 pool) = float64 CPU (max abs diff {worst:.1e}); "
+            f"{count} images of {side}px")  # fmt: skip
+    try:
+        from masterkey.shiftinv import equivalent_filters
+
+        filters = equivalent_filters(3)
+    except ModuleNotFoundError as err:
+        return rate, note + f"; DT-CWPT not run ({err})", ""
+    started = time.perf_counter()
+    filter_analysis(batch, filters, 4, device=DEVICE, batch_size=32)
+    sync()
+    note += f"; DT-CWPT J=3 (128 filters) {count / (time.perf_counter() - started):.0f} images/s"
+    return rate, note, ""
+
+
 def forward_rate(architecture: str) -> float:
     import timm
 
@@ -534,6 +573,7 @@ def main() -> int:
     run("kernel autoencoder: train_autoencoder + encode", part_autoencoder)
     run("evaluate() from a uint8 eval cache", part_evaluate)
     run("NIFF layer variants + train() of niff_convnext_atto", part_niff)
+    run("shift-invariance measures ([C]): agreement + images/s", part_shiftinv)
     if time.perf_counter() - started < BUDGET_S - COMPILE_BUDGET_S:
         run("train(): torch.compile", part_compile)
     else:
