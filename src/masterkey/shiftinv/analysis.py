@@ -24,7 +24,7 @@ import torch
 
 from .bounds import alpha, beta, check_factors, discrepancy_bound, gamma, instability_bound
 from .descriptors import analytic_spectrum, describe_filters, monochrome_part, spectrum_on_grid
-from .operators import _images, shift_measures
+from .operators import as_images, shift_measures
 
 __all__ = ["filter_analysis", "required_margin"]
 
@@ -72,7 +72,7 @@ def filter_analysis(
     table = describe_filters(kernels_or_complex_filters, m, grid=grid, level=level)
     kernels = torch.as_tensor(np.array(kernels_or_complex_filters)) if not isinstance(
         kernels_or_complex_filters, torch.Tensor) else kernels_or_complex_filters  # fmt: skip
-    x = _images(images)
+    x = as_images(images)
     x = x.to(device=device, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
     shifts = np.asarray(shifts, dtype=np.float64).reshape(-1, 2)
     needed = required_margin(kernels.shape[-1], shifts)

@@ -28,10 +28,12 @@ import torch
 from .bounds import check_factors
 from .descriptors import frequency_grid
 
-__all__ = ["cmod", "fourier_shift", "responses", "rmax", "shift_measures"]
+__all__ = ["as_images", "cmod", "fourier_shift", "responses", "rmax", "shift_measures"]
 
 
-def _images(images) -> torch.Tensor:
+def as_images(images) -> torch.Tensor:
+    """Grayscale images ``(B, H, W)`` as a float tensor (numpy arrays converted); ``ValueError`` for
+    another shape, an integer type or non-finite values."""
     x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.array(images))
     if x.ndim != 3 or not x.is_floating_point():
         raise ValueError(f"images must be a float array (B, H, W), got {x.dtype} {tuple(x.shape)}")
@@ -45,7 +47,7 @@ def responses(images, W_hat, chunk: int | None = None) -> torch.Tensor:
 
     ``images`` ``(B, H, W)``; ``W_hat`` ``(F, H, W)`` spectra on the same grid.  ``chunk`` filters are
     transformed at a time (all by default) to bound the temporaries."""
-    x = _images(images)
+    x = as_images(images)
     w = W_hat if isinstance(W_hat, torch.Tensor) else torch.as_tensor(np.array(W_hat))
     if w.ndim != 3 or tuple(w.shape[-2:]) != tuple(x.shape[-2:]):
         raise ValueError(
@@ -159,7 +161,7 @@ def shift_measures(
         raise ValueError(
             f"shifts must be integer pixel pairs (use fourier_shift for sub-pixel), got {shifts}"
         )
-    x = _images(images)
+    x = as_images(images)
     w = W_hat if isinstance(W_hat, torch.Tensor) else torch.as_tensor(np.array(W_hat))
     grid = dict(m=m, q=q, margin=int(margin), pool=pool)
     results = {"discrepancy": [], "instability": [], "instability_cmod": []}

@@ -55,8 +55,8 @@ def _spearman(x: pd.Series, y: pd.Series) -> float:
 def bounds_table(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Per filter bank (``frames``: label -> frame), over its band-pass filters with finite bounds:
     counts, the shares below the bounds, the means of measures and bounds, and the rank correlations
-    of each measure with ``gamma`` and of the instability with the discrepancy.  A bank without such filters (no max pooling) gets one row of
-    counts."""
+    of each measure with ``gamma`` and of the instability with the discrepancy.  A bank without such
+    filters (no max pooling) gets one row of counts."""
     rows = []
     for label, frame in frames.items():
         kept = frame[~frame["lowpass"] & frame["instability_bound"].notna()]
