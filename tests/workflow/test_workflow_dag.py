@@ -204,9 +204,12 @@ def test_training_jobs_need_imagenet_train_and_a_recipe(tmp_path):
 def test_paper_dag_resolves_offline(tmp_path, repo_root):
     paper = repo_root / "config/paper.yaml"
     result = run_snakemake(tmp_path, "--configfile", str(paper), "-n", env=NO_NETWORK)
-    models = [m if isinstance(m, str) else m["name"] for m in yaml.safe_load(paper.read_text())["models"]]
+    config = yaml.safe_load(paper.read_text())
+    models = [m if isinstance(m, str) else m["name"] for m in config["models"]]
+    networks = [n for n in config["shiftinv"]["networks"] if n not in models]  # [C]: first layers only
     counts = job_counts(result.stdout)
-    assert counts["fetch_weights"] == len(models) == counts["extract_kernels"]
+    assert counts["extract_kernels"] == len(models) and counts["fetch_weights"] == len(models) + len(networks)
+    assert networks and counts["shiftinv_first_layer"] == len(config["shiftinv"]["networks"])
     assert counts["fetch_published_filters"] == 1
     for model in models:
         assert f"resources/weights/{model}.safetensors" in result.stdout

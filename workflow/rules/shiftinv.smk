@@ -85,7 +85,7 @@ rule shiftinv_dtcwpt:
         filters="results/shiftinv/dtcwpt_J{depth}.npz",
         measures="results/shiftinv/dtcwpt_J{depth}.parquet",
     log:
-        "logs/shiftinv/shiftinv_dtcwpt/J{depth}.log",
+        "logs/shiftinv/shiftinv_dtcwpt/{depth}.log",
     wildcard_constraints:
         depth=r"\d+",
     conda:
@@ -133,7 +133,7 @@ rule figure_shiftinv_gamma:
         ),
         pdf="results/figures/shiftinv_gamma_m{m}.pdf",
     log:
-        "logs/shiftinv/figure_shiftinv_gamma/m{m}.log",
+        "logs/shiftinv/figure_shiftinv_gamma/{m}.log",
     wildcard_constraints:
         m=r"\d+",
     localrule: True
@@ -158,7 +158,7 @@ rule figure_shiftinv_dtcwpt:
         ),
         pdf="results/figures/shiftinv_dtcwpt_J{depth}.pdf",
     log:
-        "logs/shiftinv/figure_shiftinv_dtcwpt/J{depth}.log",
+        "logs/shiftinv/figure_shiftinv_dtcwpt/{depth}.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
