@@ -46,6 +46,9 @@ class ShiftinvSettings(Settings, section="shiftinv"):
     device: str | None = None
     batch_size: int = 8
 
+    def __post_init__(self):  # the config gives the shifts as lists of lists
+        object.__setattr__(self, "shifts", tuple(tuple(int(c) for c in u) for u in self.shifts))
+
     def run_list(self, models=()) -> list[ShiftinvRun]:
         """The runs as :class:`ShiftinvRun`; ``ConfigError`` naming the key for a run named like a
         configured model (``models``: names or :class:`~masterkey.core.config.ModelSpec`), the
