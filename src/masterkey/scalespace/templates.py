@@ -57,6 +57,9 @@ Model family (:data:`TYPE_NAMES`):
 
 from __future__ import annotations
 
+import sys
+from functools import lru_cache
+
 import numpy as np
 from scipy.ndimage import correlate1d
 from scipy.special import ive
@@ -73,6 +76,8 @@ __all__ = [
     "gaussian_profiles",
     "apply_difference",
     "axis_profiles",
+    "difference_matrix",
+    "templates_from_profiles",
     "idealized_templates",
     "check_type",
 ]
@@ -286,12 +291,137 @@ def axis_profiles(k: int, sigma, operator: str) -> np.ndarray:
     return apply_difference(gaussian_profiles(k, sigma), operator)
 
 
-def _separable(profile_x: np.ndarray, profile_y: np.ndarray) -> np.ndarray:
-    """Kernel ``h[row, col] = p_y(y(row)) p_x(x(col))`` from coordinate-ordered profiles.
+@lru_cache(maxsize=256)
+def _matrix(k: int, operator: str, reverse: bool) -> np.ndarray:
+    """Read-only ``(k, k)`` matrix ``M`` with ``profiles @ M`` = the ``operator``'s profiles, reversed
+    into row order when ``reverse`` (row ``r`` has ``y = c - r``, docs/methods.md section 1)."""
+    matrix = difference_matrix(k, operator).T
+    matrix = np.ascontiguousarray(matrix[:, ::-1] if reverse else matrix)
+    matrix.flags.writeable = False
+    return matrix
 
-    Row ``r`` has ``y = c - r``, so the y profile is reversed to row order.
+
+def _is_tensor(value) -> bool:
+    """True for a torch tensor (without importing torch for numpy users)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _backend(value, like):
+    """``value`` as an array of the backend, dtype and device of ``like`` (numpy array or torch tensor);
+    a torch tensor keeps its autograd graph."""
+    if not _is_tensor(like):
+        return np.asarray(value, dtype=like.dtype)
+    torch = sys.modules["torch"]
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype=like.dtype, device=like.device)
+    return torch.tensor(np.asarray(value), dtype=like.dtype, device=like.device)
+
+
+def _operator_profiles(profiles, operator: str, reverse: bool = False):
+    """``operator`` applied to coordinate-ordered ``profiles`` ``(..., k)`` as one matrix product."""
+    if operator == "identity" and not reverse:
+        return profiles
+    return profiles @ _backend(_matrix(profiles.shape[-1], operator, reverse), profiles)
+
+
+def difference_matrix(k: int, operator: str) -> np.ndarray:
+    """The linear map of :func:`apply_difference` on ``k`` taps (docs/methods.md section 3.2).
+
+    Built column by column by applying :func:`apply_difference` to the unit vectors, so it carries
+    the half-sample mirror boundary: ``apply_difference(f, operator) = f @ D.T`` for profiles ``f``
+    ``(..., k)`` in coordinate order.
+
+    Parameters
+    ----------
+    k : int
+        Odd number of taps.
+    operator : str
+        Key of :data:`DIFFERENCE_MASKS`.
+
+    Returns
+    -------
+    float64 array ``(k, k)``
+        ``D[n, m]``: weight of ``f(m)`` in the output at ``n`` (indices ``0 .. k-1`` for ``-c .. c``).
+
+    Raises
+    ------
+    ValueError, KeyError
+        For an invalid ``k`` or an unknown ``operator``.
+
+    The mirror boundary keeps every row of the second difference summing to zero:
+
+    >>> difference_matrix(3, "second").tolist()
+    [[-1.0, 1.0, 0.0], [1.0, -2.0, 1.0], [0.0, 1.0, -1.0]]
     """
-    return profile_y[..., ::-1, None] * profile_x[..., None, :]
+    k = check_kernel_size(k)
+    return apply_difference(np.eye(k), operator).T
+
+
+def templates_from_profiles(type_name: str, profile_x, profile_y, alpha=None):
+    """Templates of ``type_name`` from 1-D smoothing profiles, for numpy arrays or torch tensors.
+
+    The one implementation of the model family of [B] Secs. 3-4 (docs/methods.md section 3.3; the
+    formulas of the module docstring): the operators of :data:`AXIS_OPERATORS` are applied to the
+    profiles as matrix products with :func:`difference_matrix` (half-sample mirror boundary), the
+    y profile is reversed into row order and the template is the outer product
+    ``h[row, col] = p_y(y(row)) p_x(x(col))`` (docs/methods.md section 1).  Only out-of-place
+    operations are used, so torch tensors that need gradients pass through (the learnable layer
+    :class:`masterkey.nets.scalespace_conv.ScaleSpaceConv2d`).
+
+    Parameters
+    ----------
+    type_name : str
+        One of :data:`TYPE_NAMES`.
+    profile_x, profile_y : array ``(..., k)`` or torch tensor
+        Smoothing profiles in coordinate order (``n = -c .. c``; x to the right, y upwards), e.g.
+        :func:`gaussian_profiles` or
+        :func:`masterkey.scalespace.differentiable.discrete_gaussian_profiles`; their leading shapes
+        broadcast.  ``lap`` and ``id-lap`` have a single scale in [B]: pass the same profile twice
+        (different profiles give ``delta2_x T_x T_y + T_x delta2_y T_y``, which the callers never build).
+    alpha : array_like or tensor, optional
+        Weight of the Laplacian in ``id-lap = delta - alpha lap5 T`` (required for ``id-lap``,
+        ignored otherwise); broadcasts against the profiles' leading shape.
+
+    Returns
+    -------
+    array ``(..., k, k)``
+        Of the profiles' backend, dtype and device (numpy profiles are read as float64).
+
+    Raises
+    ------
+    ValueError
+        For an unknown type, profiles of different or even lengths, or ``id-lap`` without ``alpha``.
+
+    >>> import numpy as np
+    >>> p = gaussian_profiles(5, 0.8)
+    >>> bool(np.array_equal(templates_from_profiles("T", p, p), np.outer(p, p)))
+    True
+    """
+    check_type(type_name)
+    if not _is_tensor(profile_x):
+        profile_x = np.asarray(profile_x, dtype=np.float64)
+    profile_y = _backend(profile_y, profile_x)
+    k = profile_x.shape[-1]
+    if profile_y.shape[-1] != k or k % 2 == 0:
+        raise ValueError(f"profiles need one odd length, got {k} (x) and {profile_y.shape[-1]} (y)")
+    if type_name in AXIS_OPERATORS:
+        op_x, op_y = AXIS_OPERATORS[type_name]
+        rows = _operator_profiles(profile_y, op_y, reverse=True)
+        return rows[..., :, None] * _operator_profiles(profile_x, op_x)[..., None, :]
+    smooth_rows = _operator_profiles(profile_y, "identity", reverse=True)
+    second_rows = _operator_profiles(profile_y, "second", reverse=True)
+    laplacian = (
+        smooth_rows[..., :, None] * _operator_profiles(profile_x, "second")[..., None, :]
+        + second_rows[..., :, None] * profile_x[..., None, :]
+    )
+    if type_name == "lap":
+        return laplacian
+    if alpha is None:
+        raise ValueError("type 'id-lap' needs alpha (delta - alpha * lap5 T)")
+    delta = np.zeros((k, k))
+    delta[(k - 1) // 2, (k - 1) // 2] = 1.0
+    return _backend(delta, laplacian) - _backend(alpha, laplacian)[..., None, None] * laplacian
 
 
 def idealized_templates(type_name: str, k: int, sigma_x, sigma_y=None, alpha=None) -> np.ndarray:
@@ -336,22 +466,8 @@ def idealized_templates(type_name: str, k: int, sigma_x, sigma_y=None, alpha=Non
     k = check_kernel_size(k)
     sigma_x = np.asarray(sigma_x, dtype=np.float64)
     sigma_y = sigma_x if sigma_y is None else np.asarray(sigma_y, dtype=np.float64)
-    if type_name in AXIS_OPERATORS:
-        sigma_x, sigma_y = np.broadcast_arrays(sigma_x, sigma_y)
-        op_x, op_y = AXIS_OPERATORS[type_name]
-        return _separable(axis_profiles(k, sigma_x, op_x), axis_profiles(k, sigma_y, op_y))
-    if not np.allclose(sigma_x, sigma_y, rtol=0, atol=0):
+    if type_name not in AXIS_OPERATORS and not np.array_equal(*np.broadcast_arrays(sigma_x, sigma_y)):
         raise ValueError(f"type {type_name!r} has a single scale; sigma_y must equal sigma_x")
-    smooth = gaussian_profiles(k, sigma_x)
-    second = apply_difference(smooth, "second")
-    laplacian = _separable(second, smooth) + _separable(smooth, second)
-    if type_name == "lap":
-        return laplacian
-    if alpha is None:
-        raise ValueError("type 'id-lap' needs alpha (delta - alpha * lap5 T)")
-    alpha = np.asarray(alpha, dtype=np.float64)
-    laplacian, alpha = np.broadcast_arrays(laplacian, alpha[..., None, None])
-    out = -alpha * laplacian
-    c = (k - 1) // 2
-    out[..., c, c] += 1.0
-    return out
+    return templates_from_profiles(
+        type_name, gaussian_profiles(k, sigma_x), gaussian_profiles(k, sigma_y), alpha
+    )
