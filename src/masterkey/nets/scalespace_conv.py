@@ -42,6 +42,9 @@ __all__ = [
     "ScaleSpaceConv2d",
     "ScaleSpaceConversion",
     "to_scalespace",
+    "scalespace_layers",
+    "scale_frame",
+    "bake_scalespace",
 ]
 
 PARAMETER_NAMES = ("scales", "alpha", "amplitude", "offset")
@@ -332,3 +335,49 @@ def to_scalespace(model: nn.Module, fits: pd.DataFrame, index: pd.DataFrame, met
         counts.update(CONSTANT if t is None else t for t in types)
     channels = {t: counts[t] for t in (*TYPE_NAMES, CONSTANT) if counts[t]}
     return model, ScaleSpaceConversion(tuple(converted), tuple(kept), channels)
+
+
+def scalespace_layers(model: nn.Module) -> dict[str, ScaleSpaceConv2d]:
+    """Name -> every :class:`ScaleSpaceConv2d` of ``model``, in module order."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, ScaleSpaceConv2d)}
+
+
+def scale_frame(model: nn.Module) -> pd.DataFrame:
+    """One row per channel of every :class:`ScaleSpaceConv2d` of ``model``: ``layer``, ``channel``,
+    ``type`` (:data:`CONSTANT` for a constant channel), ``sigma_x``, ``sigma_y`` (grid spacings),
+    ``alpha`` (NaN but for ``id-lap``), ``amplitude`` and ``offset``."""
+    frames = []
+    for name, layer in scalespace_layers(model).items():
+        with torch.no_grad():
+            sigmas = layer.sigmas().double().cpu().numpy()
+        alpha = np.full(layer.channels, np.nan)
+        alpha[[t == "id-lap" for t in layer.types]] = layer.alpha.detach().double().cpu().numpy()
+        frames.append(pd.DataFrame({
+            "layer": name, "channel": np.arange(layer.channels),
+            "type": [CONSTANT if t is None else t for t in layer.types],
+            "sigma_x": sigmas[:, 0], "sigma_y": sigmas[:, 1], "alpha": alpha,
+            "amplitude": layer.amplitude.detach().double().cpu().numpy(),
+            "offset": layer.offset.detach().double().cpu().numpy(),
+        }))  # fmt: skip
+    columns = ["layer", "channel", "type", "sigma_x", "sigma_y", "alpha", "amplitude", "offset"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def bake_scalespace(model: nn.Module) -> int:
+    """Replace every :class:`ScaleSpaceConv2d` of ``model`` (in place) by the plain depthwise
+    ``nn.Conv2d`` it computes (weight :meth:`ScaleSpaceConv2d.kernel`, same bias, stride, padding,
+    dilation), so that the network is the timm architecture again; returns the number replaced."""
+    layers = scalespace_layers(model)
+    for name, layer in layers.items():
+        with torch.no_grad():
+            weight = layer.kernel()
+        conv = nn.Conv2d(layer.channels, layer.channels, layer.kernel_size, stride=layer.stride,
+                         padding=layer.padding, dilation=layer.dilation, groups=layer.channels,
+                         bias=layer.bias is not None, dtype=weight.dtype, device=weight.device)  # fmt: skip
+        with torch.no_grad():
+            conv.weight.copy_(weight)
+            if layer.bias is not None:
+                conv.bias.copy_(layer.bias)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, conv)
+    return len(layers)
