@@ -23,10 +23,11 @@ from masterkey.scalespace.fitting import METHODS
 
 VALID = ["learned", "random", "shuffled", "idealized-A", "idealized-D2", "stage0-idealized-C1",
          "stage12-idealized-B", "masterkey-1", "masterkey-8", "masterkey-50",
-         "masterkey-published"]  # fmt: skip
+         "masterkey-published", "learnable-D1", "learnable-sampled-C2"]  # fmt: skip
 INVALID = ["idealized-E", "idealized-", "idealized-c1", "stage-idealized-A", "stagex-idealized-A",
            "stage1-learned", "masterkey-", "masterkey-all", "masterkey--1", "random2", "shuffle",
-           "Learned", "learned ", " random", ""]  # fmt: skip
+           "Learned", "learned ", " random", "", "learnable-", "learnable-discrete-D1",
+           "learnable-sampled-", "stage1-learnable-D1"]  # fmt: skip
 PATTERNS = {
     "fits": "results/fits/{model}.parquet",
     "master_keys": "results/clustering/master_keys_{num_keys}.npz",
@@ -62,7 +63,28 @@ def test_parsed_fields():
     assert parse_variant("masterkey-50").num_keys == 50
     published = parse_variant("masterkey-published")
     assert (published.kind, published.num_keys, published.stage) == ("masterkey", None, None)
-    assert set(variant_kinds()) == {"learned", "idealized", "masterkey", "random", "shuffled"}
+    assert set(variant_kinds()) == {"learned", "idealized", "masterkey", "random", "shuffled", "learnable"}
+    discrete, sampled = parse_variant("learnable-D1"), parse_variant("learnable-sampled-C2")
+    assert (discrete.kind, discrete.method, discrete.gaussian) == ("learnable", "D1", "discrete")
+    assert (sampled.method, sampled.gaussian) == ("C2", "sampled") and parse_variant(
+        "idealized-A"
+    ).gaussian is None
+
+
+def test_learnable_variants_exist_only_fine_tuned():
+    """No zero-shot kernels, no default, refused in replacement.variants, accepted for fine-tuning."""
+    from masterkey.replacement.settings import FinetuneSettings, ReplacementSettings
+    from masterkey.replacement.variants import is_finetune_only
+
+    assert is_finetune_only("learnable-sampled-D1") and not is_finetune_only("idealized-D1")
+    assert not any(name.startswith("learnable") for name in default_variants(8))
+    with pytest.raises(ConfigError, match="replacement.variants: learnable-D1 train their scales"):
+        ReplacementSettings(variants=("learnable-D1",)).variant_names(8)
+    names = FinetuneSettings(variants=("idealized-D1", "learnable-D1")).variant_names()
+    assert names == ["learned", "idealized-D1", "learnable-D1"]
+    inputs = VariantInputs(arrays={"7x7": np.zeros((1, 7, 7))}, index=pd.DataFrame(), fits=pd.DataFrame())
+    with pytest.raises(ConfigError, match="exists only fine-tuned"):
+        build_variant("learnable-D1", inputs)
 
 
 @pytest.mark.parametrize("name", INVALID)

@@ -193,6 +193,23 @@ def _masterkey_needs(variant: Variant) -> tuple[str, ...]:
 
 
 @register_variant(
+    "learnable",
+    rf"learnable(?:-(?P<gaussian>sampled))?-(?P<method>{_METHODS})",
+    needs=("fits",),
+    defaults=lambda keys: [],
+    forms=("learnable-<method>", "learnable-sampled-<method>"),
+    finetune_only=True,
+)
+def learnable_variant(inputs: VariantInputs, variant: Variant, seed: int):
+    """The kind ``learnable`` has no zero-shot kernels: its scales train
+    (:func:`masterkey.replacement.finetune.finetune_frozen_task` converts the network with
+    :func:`masterkey.nets.scalespace_conv.to_scalespace`); at initialisation ``learnable-<method>``
+    equals ``idealized-<method>``.  Raises ``ConfigError``."""
+    why = f"{variant.name} trains its scales: it exists only fine-tuned (replacement.finetune.variants)"
+    raise ConfigError("replacement.variants", why)
+
+
+@register_variant(
     "masterkey",
     rf"masterkey-(?P<keys>[1-9]\d*|{PUBLISHED_KEYS})",
     needs=_masterkey_needs,

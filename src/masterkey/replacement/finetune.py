@@ -9,7 +9,12 @@ section 5.
 * [B] Sec. 5 (:func:`finetune_frozen_task`, rule ``finetune_frozen``): a checkpoint's depthwise
   kernels replaced by a variant (``idealized-<method>``, ``masterkey-<K>``,
   ``masterkey-published``, ...), frozen, fine-tuned; ``learned`` (the network's own kernels,
-  frozen, same recipe) is the fair baseline.
+  frozen, same recipe) is the fair baseline.  ``learnable-<method>`` and
+  ``learnable-sampled-<method>`` ([B]'s learnable-scale experiment) instead turn every fitted
+  depthwise convolution into idealized filters whose scales, amplitudes and offsets train with the
+  rest (:func:`~masterkey.nets.scalespace_conv.to_scalespace`; the discrete analogue of the Gaussian
+  or [B]'s sampled one); the trained network is stored with plain convolutions again, its initial
+  and trained scales in the sidecar (``scales``).
 * [Q] (:func:`frozen_keys_task`, rule ``train_frozen_keys``): the architecture trained from
   scratch with every depthwise filter frozen to one of ``K`` keys (published, own, or random;
   :mod:`.frozen`), only the per-channel bias learning, against the same recipe with learned
@@ -37,6 +42,7 @@ from ..data.published import load_master_key_filters
 from ..data.training_sets import DemoCrops
 from ..nets.checkpoints import load_checkpoint, model_metadata, save_trained
 from ..nets.demo import create_demo_network, evaluate_demo
+from ..nets.scalespace_conv import bake_scalespace, scale_frame, to_scalespace
 from ..training.datasets import imagenet_training_data
 from ..training.distributed import distributed_context, launch
 from ..training.engine import RunSettings, train
@@ -44,7 +50,7 @@ from ..training.recipe import Recipe
 from ..training.sampling import seed_everything
 from .evaluation import apply_variant, load_variant_inputs
 from .frozen import freeze_depthwise, install_frozen_keys, random_keys, reference_by_layer
-from .variants import parse_variant
+from .variants import is_finetune_only, parse_variant
 
 __all__ = [
     "LEARNED_KEYS",
@@ -203,13 +209,36 @@ def finetune_frozen_task(
         model_name, inputs, recipe, run, demo, imagenet_train, seed, eval_cache
     )
     model, meta = _trainable_copy(inputs["weights"], inputs["meta"], recipe_.drop_path, data[1], seed)
-    summary = apply_variant(model, parse_variant(variant), load_variant_inputs(variant, inputs), seed=seed)
-    frozen = freeze_depthwise(model)
-    extra = {"replacement": {"variant": variant, **summary}, "frozen_parameters": len(frozen)}
-    _train_and_save(
-        model, data, recipe_, settings, context, seed + 2, run_dir, f"finetune {variant}",
-        lambda result: _save_run(result, meta, "finetune_frozen", extra, outputs),
-    )  # fmt: skip
+    parsed, variant_inputs = parse_variant(variant), load_variant_inputs(variant, inputs)
+    if is_finetune_only(parsed):  # learnable-[sampled-]<method>: the scales train with everything else
+        model, conversion = to_scalespace(model, variant_inputs.fits, variant_inputs.index, parsed.method,
+                                          gaussian=parsed.gaussian)  # fmt: skip
+        initial = scale_frame(model)
+        extra = {"replacement": {"variant": variant, "layers": len(conversion.layers),
+                                 "channels": conversion.channels, "gaussian": parsed.gaussian}}  # fmt: skip
+
+        def save(result):
+            trained = result.ema if result.ema is not None else result.model
+            scales = {"initial": _columns(initial), "trained": _columns(scale_frame(trained))}
+            for network in (result.model, result.ema):
+                if network is not None:
+                    bake_scalespace(network)
+            _save_run(result, meta, "finetune_frozen", {**extra, "scales": scales}, outputs)
+
+    else:
+        summary = apply_variant(model, parsed, variant_inputs, seed=seed)
+        frozen = freeze_depthwise(model)
+        extra = {"replacement": {"variant": variant, **summary}, "frozen_parameters": len(frozen)}
+
+        def save(result):
+            _save_run(result, meta, "finetune_frozen", extra, outputs)
+
+    _train_and_save(model, data, recipe_, settings, context, seed + 2, run_dir, f"finetune {variant}", save)
+
+
+def _columns(frame) -> dict[str, list]:
+    """A frame as plain lists per column (for the JSON sidecar; NaN becomes None)."""
+    return {c: [None if isinstance(v, float) and v != v else v for v in frame[c].tolist()] for c in frame}
 
 
 def frozen_keys_task(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core.config import Settings
-from .variants import LEARNED, default_variants, finetuned_name, parse_variant
+from ..core.errors import ConfigError
+from .variants import LEARNED, default_variants, finetuned_name, is_finetune_only, parse_variant
 
 __all__ = ["FinetuneSettings", "ReplacementSettings", "FrozenKeysSettings", "KEY_SETS"]
 
@@ -64,6 +65,10 @@ class ReplacementSettings(Settings, section="replacement"):
         ['learned', 'random']
         """
         names = [parse_variant(name).name for name in (self.variants or default_variants(num_master_keys))]
+        trained = [name for name in names if is_finetune_only(name)]
+        if trained:
+            why = f"{', '.join(trained)} train their scales: list them in replacement.finetune.variants"
+            raise ConfigError("replacement.variants", why)
         return names if LEARNED in names else [LEARNED, *names]
 
 

@@ -12,7 +12,10 @@ Grammar (``<method>`` one of :data:`masterkey.scalespace.fitting.METHODS`):
 * ``learned`` - the kernels themselves (the baseline);
 * ``idealized-<method>`` and ``stage<i>-idealized-<method>`` (stage ``i`` only);
 * ``masterkey-<K>`` (own clustering, ``K >= 1``) and ``masterkey-published`` (the published 8);
-* ``random``, ``shuffled`` - the controls.
+* ``random``, ``shuffled`` - the controls;
+* ``learnable-<method>``, ``learnable-sampled-<method>`` - fine-tuning only
+  (``replacement.finetune.variants``): the idealized kernels with learnable scales, built on the
+  discrete analogue of the Gaussian or [B]'s sampled Gaussian (:mod:`masterkey.nets.scalespace_conv`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "idealized_name",
     "finetuned_name",
     "variant_pattern",
+    "is_finetune_only",
     "variant_needs",
     "variant_input_paths",
     "default_variants",
@@ -59,6 +63,7 @@ class Variant:
     method: str | None = None
     num_keys: int | None = None  # None: the published 8
     stage: int | None = None
+    gaussian: str | None = None  # learnable kinds: "discrete" or "sampled"
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class VariantKind:
     build: Callable
     defaults: Callable[[int], list[str]]
     forms: tuple[str, ...]
+    finetune_only: bool = False
 
 
 _REGISTRY: dict[str, VariantKind] = {}
@@ -83,13 +89,15 @@ def register_variant(
     needs: tuple[str, ...] | Callable[[Variant], tuple[str, ...]] = (),
     defaults: Callable[[int], list[str]] | None = None,
     forms: tuple[str, ...] | None = None,
+    finetune_only: bool = False,
 ):
     """Decorator registering a builder as the variant kind ``name``.
 
     ``pattern`` matches the whole variant name; its named groups ``method``, ``keys``, ``stage``
     fill the :class:`Variant`.  ``defaults(num_master_keys)`` lists the names of this kind that a
     model gets when the config lists no variants (registration order is table order); ``forms``
-    describe the names for error messages (default: ``name`` itself).
+    describe the names for error messages (default: ``name`` itself); a ``finetune_only`` kind
+    exists only as a fine-tuned network (its parameters train), never as a zero-shot replacement.
     """
     if callable(needs):
         needs_fn = needs
@@ -101,7 +109,7 @@ def register_variant(
 
     def decorator(build: Callable) -> Callable:
         _REGISTRY[name] = VariantKind(
-            name, pattern, needs_fn, build, defaults or (lambda keys: [name]), forms or (name,)
+            name, pattern, needs_fn, build, defaults or (lambda keys: [name]), forms or (name,), finetune_only
         )
         return build
 
@@ -158,6 +166,7 @@ def parse_variant(name: str, key: str = "replacement.variants") -> Variant:
             method=groups.get("method"),
             num_keys=None if keys in (None, PUBLISHED_KEYS) else int(keys),
             stage=None if groups.get("stage") is None else int(groups["stage"]),
+            gaussian=(groups.get("gaussian") or "discrete") if "gaussian" in kind.pattern else None,
         )
     if re.fullmatch(r"masterkey-\d+", str(name)):
         raise ConfigError(key, f"variant {name!r}: the number of master keys must be >= 1 (no leading zeros)")
@@ -168,6 +177,12 @@ def variant_pattern() -> str:
     """A regex (no named groups) matching every valid variant name, for Snakemake's wildcards."""
     patterns = [re.sub(r"\(\?P<\w+>", "(?:", kind.pattern) for kind in variant_kinds().values()]
     return "|".join(f"(?:{pattern})" for pattern in patterns)
+
+
+def is_finetune_only(variant: Variant | str) -> bool:
+    """Whether ``variant`` exists only as a fine-tuned network (see :func:`register_variant`)."""
+    variant = parse_variant(variant) if isinstance(variant, str) else variant
+    return variant_kinds()[variant.kind].finetune_only
 
 
 def variant_needs(variant: Variant | str) -> tuple[str, ...]:
