@@ -271,6 +271,24 @@ def shiftinv_inputs() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     return gabor, stem, monochrome_part(kernels)[0]
 
 
+def learnable_inputs() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A planted long frame of initial and trained scales (two stages, both Gaussians) and its table."""
+    from masterkey.replacement.learnable import comparison_variants, learnable_table
+
+    rng = np.random.default_rng(5)
+    rows = [{"model": "m", "variant": v, "gaussian": g, "layer": f"stages.{st}.blocks.0.conv_dw", "stage": st,
+             "channel": c, "type": "dx", "axis": a, "initial": 1 + 0.5 * st + 0.2 * rng.random()}
+            for v, g in (("learnable-D1", "discrete"), ("learnable-sampled-D1", "sampled"))
+            for st in (0, 1) for c in range(12) for a in "xy"]  # fmt: skip
+    scales = pd.DataFrame(rows)
+    scales["trained"] = scales["initial"] + rng.normal(0, 0.2, len(scales))
+    names = comparison_variants("learnable-D1") + ["finetuned-learnable-sampled-D1"]
+    replacement = pd.DataFrame(
+        {"model": "m", "dataset": "heldout", "variant": names, "top1": [0.8, 0.7, 0.76, 0.74]}
+    )
+    return scales, learnable_table(scales, replacement, {"m": "heldout"})
+
+
 def figure_renderers() -> dict:
     """Figure function name -> function(*paths) drawing it from the fixture inputs."""
     data = inputs()
@@ -278,6 +296,7 @@ def figure_renderers() -> dict:
     result, keys = data["clustering"], data["keys"]
     niff_frame, niff_kernels = niff_inputs()
     si, (gabor, stem, stem_kernels) = shiftinv_figures, shiftinv_inputs()
+    learnable_scales, learnable_table = learnable_inputs()
     return {
         "plot_published_models": _save(
             lambda: ss.plot_published_models(data["published"], data["published_fits"])
@@ -303,6 +322,9 @@ def figure_renderers() -> dict:
         "plot_replacement_accuracy": _save(lambda: rp.plot_replacement_accuracy(data["replacement"])),
         "plot_replacement_stages": _save(lambda: rp.plot_replacement_stages(data["stages"])),
         "plot_frozen_keys": _save(lambda: rp.plot_frozen_keys(frozen_keys_curves_table())),
+        "plot_learnable_scales": _save(
+            lambda: rp.plot_learnable_scales(learnable_scales, learnable_table, "m")
+        ),
         "plot_kmr_curves": _save(lambda: nf.plot_kmr_curves(niff_frame, "r")),
         "plot_kernel_gallery": _save(lambda: nf.plot_kernel_gallery(niff_kernels, "r")),
         "plot_kernel_pca": _save(lambda: nf.plot_kernel_pca(niff_kernels, "r")),

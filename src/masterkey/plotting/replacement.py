@@ -8,6 +8,10 @@
   top-1 where it has labels.
 * :func:`plot_replacement_stages`: top-1 drop (labelled sets) and agreement (natural set) when
   only stage ``i`` is replaced (best idealized method of the model and set), one line per model.
+* :func:`plot_learnable_scales`: [B]'s learnable-scale experiment for one model: top-1 after
+  fine-tuning of the learned kernels frozen, the idealized ones frozen and the idealized ones with
+  learnable scales (discrete analogue of the Gaussian, sampled Gaussian); and per stage the
+  distribution of the scales at initialisation and after training.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from ..data.natural import NATURAL_SET
 from .style import COLUMN_WIDTH, TEXT_WIDTH, apply_style
 
-__all__ = ["plot_replacement_accuracy", "plot_replacement_stages", "plot_frozen_keys"]
+__all__ = [
+    "plot_replacement_accuracy",
+    "plot_replacement_stages",
+    "plot_frozen_keys",
+    "plot_learnable_scales",
+]
 
 MAX_MODELS_AS_BARS = 4
 KL_FLOOR = 1e-6  # nats; smaller mean KL values are drawn at this floor of the log axis
@@ -156,4 +165,54 @@ def plot_frozen_keys(curves: pd.DataFrame) -> Figure:
         ax.set_ylim(bottom=0)
         ax.legend(title="depthwise filters", fontsize="small")
     fig.tight_layout()
+    return fig
+
+
+def plot_learnable_scales(scales: pd.DataFrame, table: pd.DataFrame, model: str) -> Figure:
+    """[B]'s learnable-scale experiment for ``model``: ``scales`` the long frame of
+    :func:`masterkey.replacement.learnable.scales_frame`, ``table`` the rows of
+    :func:`masterkey.replacement.learnable.learnable_table`.  Left: top-1 (%) after fine-tuning,
+    per learnable variant its two frozen baselines and itself.  Right: per stage, box plots of the
+    scales sigma (grid spacings) at initialisation and trained, one colour per Gaussian."""
+    apply_style()
+    scales = scales[scales["model"] == model]
+    rows = table[(table["model"] == model) & (table["stage"] == "all")]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(TEXT_WIDTH, TEXT_WIDTH * 0.36), layout="constrained",
+                                      width_ratios=[1, 2])  # fmt: skip
+    bars = {"learned\nfrozen": rows["top1 learned frozen"].iloc[0] if len(rows) else np.nan,
+            "idealized\nfrozen": rows["top1 idealized frozen"].iloc[0] if len(rows) else np.nan}  # fmt: skip
+    bars.update(
+        {
+            variant.replace("learnable-", "learnable\n"): top1
+            for variant, top1 in zip(rows["variant"], rows["top1"], strict=True)
+        }
+    )
+    left.bar(
+        range(len(bars)),
+        100 * np.asarray(list(bars.values()), float),
+        color=[f"C{i}" for i in range(len(bars))],
+    )
+    left.set_xticks(range(len(bars)), list(bars), rotation=0, fontsize=6)
+    left.set_ylabel("top-1 after fine-tuning (%)")
+    finite = [v for v in bars.values() if np.isfinite(v)]
+    if finite:
+        left.set_ylim(max(0, 100 * min(finite) - 10), min(100, 100 * max(finite) + 5))
+    variants = list(dict.fromkeys(scales["variant"]))
+    stages = sorted(scales["stage"].unique())
+    width = 0.8 / max(2 * len(variants), 1)
+    for i, variant in enumerate(variants):
+        part = scales[scales["variant"] == variant]
+        for j, state in enumerate(("initial", "trained")):
+            offset = (2 * i + j - len(variants) + 0.5) * width
+            data = [part.loc[part["stage"] == stage, state].to_numpy() for stage in stages]
+            boxes = right.boxplot(data, positions=np.arange(len(stages)) + offset, widths=width * 0.9,
+                                  patch_artist=True, showfliers=False, manage_ticks=False)  # fmt: skip
+            for box in boxes["boxes"]:
+                box.set(facecolor=f"C{i + 2}", alpha=0.35 if state == "initial" else 0.9, linewidth=0.5)
+            right.plot([], [], "s", color=f"C{i + 2}", alpha=0.35 if state == "initial" else 0.9,
+                       label=f"{variant}, {state}")  # fmt: skip
+    right.set_xticks(range(len(stages)), [f"stage {s}" for s in stages])
+    right.set_ylabel("scale sigma (grid spacings)")
+    right.legend(frameon=False, fontsize=6, ncols=2, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle(f"{model}: idealized depthwise filters with learnable scales ([B] Sec. 5)")
     return fig
