@@ -150,9 +150,9 @@ def test_demo_configs_dry_run(tmp_path):
         "reference_logits": tiny["reference_logits"] + 1,
         "replace_stages": tiny["replace_stages"] + 1,
         "replace_and_evaluate": tiny["replace_and_evaluate"] * 3 // 2,  # + one model on one set
-        # the demo fine-tunes 9 variants (3 in the tiny config), each evaluated on 2 sets
-        "finetune_frozen": 9,
-        "evaluate_finetuned": 18,
+        # the demo fine-tunes 11 variants (5 in the tiny config), each evaluated on 2 sets
+        "finetune_frozen": 11,
+        "evaluate_finetuned": 22,
         # [C]: depths 2 and 3 (tiny: 2), m = 2 and 4 (tiny: 2), + EfficientNet-Lite0's first layer
         **{rule: 2 for rule in ("shiftinv_dtcwpt", "figure_shiftinv_dtcwpt", "figure_shiftinv_gamma")},
         **{rule: 3 for rule in ("shiftinv_first_layer", "figure_shiftinv_first_layer")},

@@ -21,6 +21,7 @@ from masterkey.replacement.finetune import frozen_keys_name
 from masterkey.replacement.settings import FrozenKeysSettings, ReplacementSettings
 from masterkey.training.engine import RunSettings
 from masterkey.replacement.variants import (
+    is_finetune_only,
     FINETUNED_PREFIX,
     idealized_name,
     variant_input_paths,
@@ -153,11 +154,17 @@ REPLACEMENT_FIGURES = (
     ["replacement_accuracy", "replacement_stages"] if REPLACEMENT.stages else ["replacement_accuracy"]
 )
 # Nothing when no model can be evaluated.
+# [B]'s learnable-scale experiment: the fine-tuned variants whose scales train, per fine-tuned model
+LEARNABLE_VARIANTS = [v for v in FINETUNE_VARIANTS if is_finetune_only(v)]
+LEARNABLE_MODELS = FINETUNE_MODELS if LEARNABLE_VARIANTS else []
+LEARNABLE_DATASETS = {m: (FINETUNE_SETS[m] or [None])[0] for m in LEARNABLE_MODELS}
 REPLACEMENT_TARGETS = [
     *expand("results/tables/{name}.{ext}", name=REPLACEMENT_TABLES if EVAL_MODELS else [], ext=TABLE_EXTS),
     *expand("results/figures/{name}.{ext}", name=REPLACEMENT_FIGURES if EVAL_MODELS else [], ext=FIGURE_EXTS),
     *expand("results/tables/frozen_keys.{ext}", ext=TABLE_EXTS if FROZEN_MODELS else []),
     *expand("results/figures/frozen_keys.{ext}", ext=FIGURE_EXTS if FROZEN_MODELS else []),
+    *expand("results/tables/learnable_scales.{ext}", ext=TABLE_EXTS if LEARNABLE_MODELS else []),
+    *expand("results/figures/learnable_scales_{model}.{ext}", model=LEARNABLE_MODELS, ext=FIGURE_EXTS),
 ]
 
 
@@ -473,3 +480,55 @@ rule figure_replacement_stages:
         "../envs/masterkey.yaml"
     script:
         "../../scripts/replacement/figure_replacement_stages.py"
+
+
+rule table_learnable_scales:
+    input:
+        sidecars=expand(f"{FINETUNE_PATH}.json", model=LEARNABLE_MODELS, variant=LEARNABLE_VARIANTS),
+        replacement="results/tables/replacement.csv",
+    output:
+        report(
+            "results/tables/learnable_scales.csv",
+            caption="../report/learnable_scales_table.rst",
+            category=CATEGORY_REPLACEMENT,
+            labels={
+                "item": "learnable scales: movement and accuracy",
+                "paper": "[B] Sec. 5",
+                "kind": "table",
+            },
+        ),
+        "results/tables/learnable_scales.md",
+        "results/tables/learnable_scales.tex",
+        scales="results/finetune/learnable_scales.parquet",
+    log:
+        "logs/replacement/table_learnable_scales.log",
+    localrule: True
+    conda:
+        "../envs/masterkey.yaml"
+    params:
+        runs=[[m, v] for m in LEARNABLE_MODELS for v in LEARNABLE_VARIANTS],
+        datasets=LEARNABLE_DATASETS,
+    script:
+        "../../scripts/replacement/table_learnable_scales.py"
+
+
+rule figure_learnable_scales:
+    input:
+        table="results/tables/learnable_scales.csv",
+        scales="results/finetune/learnable_scales.parquet",
+    output:
+        png=report(
+            "results/figures/learnable_scales_{model}.png",
+            caption="../report/learnable_scales.rst",
+            category=CATEGORY_REPLACEMENT,
+            subcategory="{model}",
+            labels={"item": "learnable scales", "paper": "[B] Sec. 5", "kind": "figure"},
+        ),
+        pdf="results/figures/learnable_scales_{model}.pdf",
+    log:
+        "logs/replacement/figure_learnable_scales/{model}.log",
+    localrule: True
+    conda:
+        "../envs/masterkey.yaml"
+    script:
+        "../../scripts/replacement/figure_learnable_scales.py"
