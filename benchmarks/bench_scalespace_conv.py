@@ -113,10 +113,10 @@ def main() -> None:
         base = statistics.median(times[next(iter(runs))])
         for label, layer in built.items():
             ms = statistics.median(times[label])
-            kernel_ms = (
-                median_ms(layer.kernel, args.repeats, device) if hasattr(layer, "kernel") else float("nan")
+            kernel = (
+                f"{median_ms(layer.kernel, args.repeats, device):.2f}" if hasattr(layer, "kernel") else "-"
             )
-            print(f"| {channels} | {label} | {ms:.1f} | {ms / base:.2f} | {kernel_ms:.2f} |")
+            print(f"| {channels} | {label} | {ms:.1f} | {ms / base:.2f} | {kernel} |")
 
 
 if __name__ == "__main__":
