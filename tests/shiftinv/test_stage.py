@@ -9,6 +9,8 @@ import torch
 from PIL import Image
 
 from masterkey.core.errors import ConfigError, UserError
+from masterkey.shiftinv import describe_filters, filter_analysis, responses, rmax
+from masterkey.shiftinv.descriptors import spectrum_on_grid
 from masterkey.shiftinv.images import centre_gray, imagenet_gray_crops, natural_gray_crops
 from masterkey.shiftinv.measures import measure_dtcwpt, measure_first_layer
 from masterkey.shiftinv.settings import ShiftinvSettings
@@ -82,8 +84,8 @@ def test_measures_of_a_dtcwpt_and_a_first_layer_and_their_tables():
     assert gabor.loc[0, "rho min"] <= gabor.loc[0, "rho median"] <= 1
     stem = net.assign(applies=False, instability_bound=np.nan)
     table = bounds_table({"J=2": frame, "toy": net, "stem": stem})
-    kept = frame[~frame["lowpass"]]
-    assert table.loc[0, "analysed"] == len(kept)
+    kept = frame[frame["admissible"]]
+    assert table.loc[0, "analysed"] == len(kept) > 0
     assert table.loc[0, "instability below bound"] == pytest.approx(
         (kept["instability"] <= kept["instability_bound"]).mean()
     )
@@ -95,7 +97,8 @@ def test_measures_of_a_dtcwpt_and_a_first_layer_and_their_tables():
 
 def test_bounds_table_planted_shares():
     frame = pd.DataFrame({
-        "lowpass": [False, False, False, True], "instability": [0.1, 0.5, 0.9, 5.0],
+        "lowpass": [False, False, False, True], "admissible": [True, True, True, False],
+        "instability": [0.1, 0.5, 0.9, 5.0],
         "instability_bound": [1.0, 0.4, 1.0, 1.0], "discrepancy": [0.1, 0.2, 0.3, 5.0],
         "discrepancy_bound": [0.5, 0.5, 0.25, 1.0], "instability_cmod": [0.1] * 4,
         "gamma": [0.1, 0.2, 0.3, 0.0],
@@ -104,3 +107,37 @@ def test_bounds_table_planted_shares():
     assert row["analysed"] == 3 and row["instability below bound"] == pytest.approx(2 / 3)
     assert row["discrepancy below bound"] == pytest.approx(2 / 3)
     assert row["spearman(instability, gamma)"] == pytest.approx(1.0)
+
+
+def test_measures_ignore_the_image_mean():
+    """A constant added to every image changes no measure: each image is centred."""
+    rng = np.random.default_rng(3)
+    images = rng.random((3, 48, 48))
+    kernels = rng.normal(size=(4, 3, 5, 5))
+    a, b = (filter_analysis(x, kernels, 2) for x in (images, images + 7.0))
+    for column in ("discrepancy", "instability", "instability_cmod"):
+        np.testing.assert_allclose(a[column], b[column], rtol=1e-9)
+
+
+def test_measured_rmax_is_the_networks_conv_and_max_pooling():
+    """The network's conv2d (a correlation) + 3x3/2 max pooling equals RMax of the flipped kernel on
+    the valid grid: what measure_first_layer measures."""
+    torch.manual_seed(1)
+    conv, m, margin = torch.nn.Conv2d(1, 3, 7, stride=2, padding=3, bias=False).double(), 2, 6
+    x = torch.randn(2, 40, 40, dtype=torch.float64)
+    pooled = torch.nn.functional.max_pool2d(conv(x[:, None]), 3, 2, 1).detach()
+    flipped = conv.weight.detach()[:, 0].flip(-2, -1)
+    real = responses(x, spectrum_on_grid(flipped, (40, 40))).real
+    ours = rmax(real, m, 1, margin=margin)
+    lo = -(-(margin + m) // (2 * m))
+    torch.testing.assert_close(ours, pooled[:, :, lo : lo + ours.shape[-2], lo : lo + ours.shape[-1]])
+
+
+@pytest.mark.parametrize("k", [63, 64, 65])
+def test_large_kernels_are_described_as_kernels(k):
+    """A kernel as large as the descriptor grid (64) is not mistaken for a spectrum."""
+    r = np.arange(k) - k // 2
+    y, x = np.meshgrid(r, r, indexing="ij")
+    gabor = np.exp(-(x**2 + y**2) / (2 * 8.0**2)) * np.cos(1.0 * x)
+    row = describe_filters(gabor[None], 2).iloc[0]
+    assert row["rho"] > 0.99 and row["admissible"] and row["theta_2"] == pytest.approx(1.0, abs=0.1)

@@ -64,7 +64,7 @@ def plot_gamma_map(m: int, q: int = 1, resolution: int = 401) -> Figure:
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, COLUMN_WIDTH * 0.9), layout="constrained")
     image = ax.imshow(values, origin="lower", extent=(-1, 1, -1, 1), cmap="magma", vmin=0,
                       vmax=np.sqrt(1.5), interpolation="nearest")  # fmt: skip
-    _fourier_axes(ax, f"$\\gamma_{{{q}}}(m\\theta)$, m = {m} (dark: max pooling close to the modulus)")
+    _fourier_axes(ax, f"$\\gamma_{{{q}}}(m\\theta)$, m = {m}")
     ax.axhline(0, color="w", lw=0.3)
     ax.axvline(0, color="w", lw=0.3)
     fig.colorbar(image, ax=ax, shrink=0.85, label="$\\gamma_q$ (bright = pathological frequency)")
@@ -100,8 +100,8 @@ def plot_fourier_layout(frame: pd.DataFrame, title: str) -> Figure:
 
 
 def plot_bounds_scatter(frames: Mapping[str, pd.DataFrame]) -> Figure:
-    """Measured against bound, one point per band-pass filter where the theorem applies (banks
-    without such filters - no max pooling - are left out):
+    """Measured against bound, one point per admissible filter (the theorem's hypothesis) of a bank
+    with max pooling (banks without such filters are left out):
     ``E[R~]`` against ``2 (beta + gamma) + alpha``, ``sqrt(E[P~^2])`` against ``beta + gamma``, and
     ``E[R~]`` against ``gamma`` alone (the frequency dependence the bound predicts) and against
     the discrepancy (RMax is stable where it is close to CMod).  ``frames``: label -> per-filter
@@ -125,7 +125,7 @@ def plot_bounds_scatter(frames: Mapping[str, pd.DataFrame]) -> Figure:
         ("discrepancy", "instability", "measured $\\sqrt{E[\\tilde P^2]}$", "measured $E[\\tilde R]$"),
     )
     shown_banks = {
-        label: frame[~frame["lowpass"] & frame["instability_bound"].notna()]
+        label: frame[frame["admissible"] & frame["instability_bound"].notna()]
         for label, frame in frames.items()
     }
     for i, (label, shown) in enumerate((k, v) for k, v in shown_banks.items() if len(v)):

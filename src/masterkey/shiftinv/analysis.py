@@ -5,7 +5,9 @@ the bounds of :mod:`~masterkey.shiftinv.bounds` at its ``theta`` and ``kappa = p
 RMax-CMod discrepancy and shift instabilities of :func:`~masterkey.shiftinv.operators.shift_measures` on
 grayscale images.  Conventions as in :mod:`masterkey.shiftinv.descriptors`.
 
-Real kernels are reduced to their monochrome part ``V`` (the response to gray images, up to a positive
+Each image is centred (its mean subtracted): a constant would add ``mean * V^(0)`` to every output of
+RMax and CMod alike and dominate the measures of filters with a non-zero sum.  Real kernels are
+reduced to their monochrome part ``V`` (the response to gray images, up to a positive
 factor) and measured through the analytic companion ``W`` (:func:`~.descriptors.analytic_spectrum`,
 direction from the ``theta`` found on the descriptor grid); complex filters (e.g. DT-CWPT equivalent
 filters, whose real part is the RMax kernel) are used as ``W`` directly.  The bounds are evaluated for
@@ -74,6 +76,7 @@ def filter_analysis(
         kernels_or_complex_filters, torch.Tensor) else kernels_or_complex_filters  # fmt: skip
     x = as_images(images)
     x = x.to(device=device, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
+    x = x - x.mean(dim=(-2, -1), keepdim=True)  # centred: a mean would add mean * V^(0) to RMax and CMod
     shifts = np.asarray(shifts, dtype=np.float64).reshape(-1, 2)
     needed = required_margin(kernels.shape[-1], shifts)
     if margin is None:
@@ -89,7 +92,7 @@ def filter_analysis(
         w_hat = spectrum_on_grid(kernels.to(device), shape)
     else:
         v, _ = monochrome_part(kernels.to(device=device, dtype=x.dtype))
-        w_hat = analytic_spectrum(v, theta, shape)
+        w_hat = analytic_spectrum(spectrum_on_grid(v, shape), theta, shape)
     batch = x.shape[0] if batch_size is None else max(int(batch_size), 1)
     parts = [
         shift_measures(x[s : s + batch], w_hat, m, q, shifts, margin=margin, pool=pool, chunk=chunk)

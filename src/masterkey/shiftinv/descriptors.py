@@ -106,8 +106,9 @@ def monochrome_part(kernels):
     """Rank-1 part across input channels: ``(F, C, k, k)`` -> ``(V (F, k, k), share (F,))``.
 
     Per filter, the SVD ``K = sum_j s_j u_j v_j^T`` of its ``(C, k*k)`` matrix gives ``V = s_0 v_0`` with
-    the sign making ``sum(u_0) >= 0``: ``V`` is then the response to a gray input (all channels equal) up
-    to a positive factor.  ``share = s_0^2 / sum_j s_j^2`` (0 for a zero filter).  Real ``(F, k, k)``
+    the sign making ``sum(u_0) >= 0``, so that ``V`` correlates positively with the response to a gray
+    input (all channels equal); it *is* that response, up to a positive factor, only when
+    ``share = 1``.  ``share = s_0^2 / sum_j s_j^2`` (0 for a zero filter).  Real ``(F, k, k)``
     input passes through with share 1.  Raises ``ValueError`` for other shapes, complex or NaN input."""
     t, numpy_in = _tensor(kernels)
     t = _kernels(t, real=True)
@@ -159,7 +160,9 @@ def analytic_spectrum(V_hat_or_V, theta, shape):
     ``theta = 0``).  ``s`` is antisymmetrised, ``(s(omega) - s(-omega)) / 2``, so that ``Re W = V`` exactly
     also on the Nyquist lines, where the bins ``omega`` and ``-omega`` have representatives that are not
     each other's negatives.  Input whose last two dimensions equal ``shape`` is taken as the spectrum
-    ``V^``, anything else as real kernels ``(F, k, k)``.  ``theta`` ``(F, 2)`` in radians per sample."""
+    ``V^``, anything else as real kernels ``(F, k, k)`` (pass the spectrum,
+    :func:`spectrum_on_grid`, when ``k`` may equal the grid).  ``theta`` ``(F, 2)`` in radians per
+    sample."""
     t, numpy_in = _tensor(V_hat_or_V)
     shape = tuple(int(s) for s in shape)
     if tuple(t.shape[-2:]) != shape:
@@ -242,7 +245,7 @@ def describe_filters(kernels, m: int, grid: int = 64, level: float = 0.9) -> pd.
     g = max(int(grid), t.shape[-1])
     kappa = math.pi / m
     if w is None:
-        w_hat = analytic_spectrum(v, theta, (g, g))
+        w_hat = analytic_spectrum(spectrum_on_grid(v, (g, g)), theta, (g, g))  # k may equal g
     else:
         w_hat = spectrum_on_grid(w, (g, g))
         flip = gabor_likeness(w_hat, -theta, kappa) > gabor_likeness(w_hat, theta, kappa)

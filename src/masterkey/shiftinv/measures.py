@@ -72,12 +72,16 @@ def measure_dtcwpt(depth: int, images: np.ndarray, **params) -> tuple[np.ndarray
 def measure_first_layer(model: nn.Module, meta: dict, images: np.ndarray,
                         **params) -> tuple[FirstLayer, pd.DataFrame]:  # fmt: skip
     """The first layer of ``model`` (:func:`~.networks.first_layer`) and its table: RMax with the
-    network's own max pooling when the theorem applies, else the aliasing part only (no pooling);
+    network's own max pooling when the theorem applies, else the aliasing part only (no pooling).
+    The stored weights are flipped first: ``torch.nn.functional.conv2d`` computes a correlation,
+    so the network's operator is the convolution with the flipped kernel (tested);
     columns of :func:`~.analysis.filter_analysis` plus ``network``, ``layer``, ``kernel_size``, ``stride``,
     ``pool``, ``applies`` and ``reason``.  The DT-CWPT's ``q`` is replaced by the pool's."""
     layer = first_layer(model, tuple(meta.get("input_size") or (3, 224, 224)))
-    params = {**params, "q": layer.q or params["q"]}
-    frame = _measure(images, layer.kernels, layer.stride, pool=layer.applies, **params)
+    params = {**params, "q": params["q"] if layer.q is None else layer.q}
+    # torch's conv2d correlates: the network convolves with the kernel flipped in both axes
+    flipped = np.ascontiguousarray(layer.kernels[..., ::-1, ::-1])
+    frame = _measure(images, flipped, layer.stride, pool=layer.applies, **params)
     return layer, frame.assign(
         network=meta["name"], layer=layer.layer, kernel_size="x".join(map(str, layer.kernels.shape[-2:])),
         stride=layer.stride, pool=layer.pool or "none",

@@ -67,15 +67,17 @@ def _pool_half_width(pool: nn.MaxPool2d) -> int | None:
 def first_layer(model: nn.Module, input_size=(3, 224, 224)) -> FirstLayer:
     """The first layer of ``model`` (see the module docstring); ``input_size`` ``(C, H, W)`` of
     the dummy input.  ``ValueError`` when the network runs no ``Conv2d`` or its first one is
-    grouped or strided unequally along the two axes."""
+    grouped, dilated or strided unequally along the two axes; the model's train/eval mode is restored."""
     order: list[tuple[str, nn.Module]] = []
     names = {module: name for name, module in model.named_modules()}
     hooks = [m.register_forward_pre_hook(lambda m, _: order.append((names[m], m)))
              for m in model.modules() if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]  # fmt: skip
+    training = model.training
     try:
         with torch.no_grad():
             model.eval()(torch.zeros(1, *input_size))
     finally:
+        model.train(training)
         for hook in hooks:
             hook.remove()
     convs = [i for i, (_, m) in enumerate(order) if isinstance(m, nn.Conv2d)]
@@ -83,9 +85,9 @@ def first_layer(model: nn.Module, input_size=(3, 224, 224)) -> FirstLayer:
         raise ValueError("the network runs no Conv2d: it has no first convolution to analyse")
     name, conv = order[convs[0]]
     stride = _pair(conv.stride)
-    if conv.groups != 1 or stride[0] != stride[1]:
+    if conv.groups != 1 or stride[0] != stride[1] or _pair(conv.dilation) != (1, 1):
         raise ValueError(
-            f"first convolution '{name}' is grouped or strided unequally ({conv}); not supported"
+            f"first convolution '{name}' is grouped, dilated or strided unequally ({conv}); not supported"
         )
     following = order[convs[0] + 1 : convs[1] if len(convs) > 1 else None]
     pool = next((m for _, m in following if isinstance(m, nn.MaxPool2d)), None)

@@ -16,8 +16,9 @@ CAPTIONS = {
     "gabor": "[C] Gabor-likeness rho(kappa) of the DT-CWPT's complex filters per depth J: share of each "
     "filter's energy inside the kappa_J x kappa_J window centred at its characteristic frequency, "
     "kappa_J = pi / m_J, m_J = 2^(J-1).",
-    "bounds": "[C] Measured against the theory per filter bank (band-pass filters where the theorem "
-    "applies): share of filters whose measured RMax shift instability E[R~] (1-pixel shifts) and "
+    "bounds": "[C] Measured against the theory per filter bank, over the admissible filters (90 % of "
+    "the energy within a window of side at most pi/m, not low-pass: the theorem's hypothesis): "
+    "share of filters whose measured RMax shift instability E[R~] (1-pixel shifts) and "
     "RMax-CMod discrepancy sqrt(E[P~^2]) lie below their bounds, means, and the Spearman rank "
     "correlations of the measures with gamma_q(m theta) and of the instability with the discrepancy.",
     "first_layers": "[C] First layers of the configured networks: stride m, the max pooling after the "
@@ -53,13 +54,14 @@ def _spearman(x: pd.Series, y: pd.Series) -> float:
 
 
 def bounds_table(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per filter bank (``frames``: label -> frame), over its band-pass filters with finite bounds:
+    """Per filter bank (``frames``: label -> frame), over its admissible filters (bandwidth at most
+    ``pi / m``, not low-pass: the theorem's hypothesis) with finite bounds:
     counts, the shares below the bounds, the means of measures and bounds, and the rank correlations
     of each measure with ``gamma`` and of the instability with the discrepancy.  A bank without such
     filters (no max pooling) gets one row of counts."""
     rows = []
     for label, frame in frames.items():
-        kept = frame[~frame["lowpass"] & frame["instability_bound"].notna()]
+        kept = frame[frame["admissible"] & frame["instability_bound"].notna()]
         row = {"filter bank": label, "filters": len(frame), "analysed": len(kept)}
         if len(kept):
             row.update({
