@@ -45,16 +45,17 @@ def test_demo_dag_end_to_end(tiny_demo_run):
     assert "validation accuracy" in (tmp_path / "logs/nets/train_demo_model.log").read_text()
     # replacement: the learned baseline reproduces the training run's validation accuracy; 11 variants
     # on the held-out split (accuracy and fidelity) and on the natural set (fidelity only)
-    # + the 3 fine-tuned variants of .test/config.yaml, their drops against finetuned-learned
+    # + the 5 fine-tuned variants of .test/config.yaml, their drops against finetuned-learned
     table = pd.read_csv(tmp_path / "results/tables/replacement.csv")
-    assert list(table["dataset"]) == ["heldout"] * 14 + ["natural"] * 14
-    assert list(table["variant"][:14]) == list(table["variant"][14:]) and table["variant"][0] == "learned"
-    finetuned = ["finetuned-learned", "finetuned-idealized-D1", "finetuned-masterkey-published"]
-    assert list(table["variant"][11:14]) == finetuned
-    heldout, natural = table[:11], table[14:25]
+    assert list(table["dataset"]) == ["heldout"] * 16 + ["natural"] * 16
+    assert list(table["variant"][:16]) == list(table["variant"][16:]) and table["variant"][0] == "learned"
+    finetuned = ["finetuned-learned", "finetuned-idealized-D1", "finetuned-masterkey-published",
+                 "finetuned-learnable-D1", "finetuned-learnable-sampled-D1"]  # fmt: skip
+    assert list(table["variant"][11:16]) == finetuned
+    heldout, natural = table[:11], table[16:27]
     assert heldout["top1"].iloc[0] == pytest.approx(meta["training"]["val_accuracy"])
     assert (heldout["top1_drop"] == heldout["top1"].iloc[0] - heldout["top1"]).all()
-    tuned = table[11:14]
+    tuned = table[11:16]
     assert (tuned["top1_drop"] == tuned["top1"].iloc[0] - tuned["top1"]).all()
     for variant in ("learned", "idealized-D1", "masterkey-published"):
         tuned_model, tuned_meta = load_checkpoint(

@@ -482,9 +482,25 @@ rule figure_replacement_stages:
         "../../scripts/replacement/figure_replacement_stages.py"
 
 
-rule table_learnable_scales:
+rule learnable_scales:
     input:
         sidecars=expand(f"{FINETUNE_PATH}.json", model=LEARNABLE_MODELS, variant=LEARNABLE_VARIANTS),
+    output:
+        "results/finetune/learnable_scales.parquet",
+    log:
+        "logs/replacement/learnable_scales.log",
+    localrule: True
+    conda:
+        "../envs/masterkey.yaml"
+    params:
+        runs=[[m, v] for m in LEARNABLE_MODELS for v in LEARNABLE_VARIANTS],
+    script:
+        "../../scripts/replacement/learnable_scales.py"
+
+
+rule table_learnable_scales:
+    input:
+        scales="results/finetune/learnable_scales.parquet",
         replacement="results/tables/replacement.csv",
     output:
         report(
@@ -499,14 +515,12 @@ rule table_learnable_scales:
         ),
         "results/tables/learnable_scales.md",
         "results/tables/learnable_scales.tex",
-        scales="results/finetune/learnable_scales.parquet",
     log:
         "logs/replacement/table_learnable_scales.log",
     localrule: True
     conda:
         "../envs/masterkey.yaml"
     params:
-        runs=[[m, v] for m in LEARNABLE_MODELS for v in LEARNABLE_VARIANTS],
         datasets=LEARNABLE_DATASETS,
     script:
         "../../scripts/replacement/table_learnable_scales.py"

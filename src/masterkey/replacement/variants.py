@@ -152,7 +152,7 @@ def parse_variant(name: str, key: str = "replacement.variants") -> Variant:
     name, listing the valid forms.
 
     >>> parse_variant("stage2-idealized-C1")
-    Variant(name='stage2-idealized-C1', kind='idealized', method='C1', num_keys=None, stage=2)
+    Variant(name='stage2-idealized-C1', kind='idealized', method='C1', num_keys=None, stage=2, gaussian=None)
     """
     for kind in variant_kinds().values():
         match = re.fullmatch(kind.pattern, str(name))
