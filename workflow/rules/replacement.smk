@@ -489,7 +489,6 @@ rule learnable_scales:
         "results/finetune/learnable_scales.parquet",
     log:
         "logs/replacement/learnable_scales.log",
-    localrule: True
     conda:
         "../envs/masterkey.yaml"
     params:
