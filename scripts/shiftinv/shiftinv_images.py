@@ -3,9 +3,9 @@ set, else the photographs bundled with installed packages -> npz (images, source
 
 import numpy as np
 
-from masterkey.core.io import atomic_paths
 from masterkey.core.rules import run_rule
 from masterkey.shiftinv.images import imagenet_gray_crops, natural_gray_crops
+from masterkey.shiftinv.measures import save_filters
 
 
 def main(smk):
@@ -14,9 +14,7 @@ def main(smk):
         images, sources = imagenet_gray_crops(p.imagenet_val, p.images, p.size)
     else:
         images, sources = natural_gray_crops(p.images, p.size, p.seed)
-    with atomic_paths(smk.output[0]) as (temp,):
-        with open(temp, "wb") as handle:
-            np.savez(handle, images=images, sources=np.array(sources))
+    save_filters(smk.output[0], images=images, sources=np.array(sources))
     origin = "imagenet_val" if p.imagenet_val else "bundled photographs"
     print(f"{len(images)} grayscale crops of {p.size}x{p.size} pixels from the {origin}")
 

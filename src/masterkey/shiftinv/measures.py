@@ -37,7 +37,7 @@ def load_images(path) -> np.ndarray:
 
 
 def save_filters(path, **arrays) -> None:
-    """Write the arrays of a filter bank (npz, atomically)."""
+    """Write named arrays (a filter bank, the crops) as one npz, atomically."""
     with atomic_paths(path) as (temp,):
         with open(temp, "wb") as handle:
             np.savez(handle, **arrays)
